@@ -1,0 +1,288 @@
+// One logical processor: the architectural state, the derived state the fast paths use, and
+// the execution loop. Instruction semantics live in cpu/insn/*.cpp, one instruction class per
+// file; memory access fast paths are inline in cpu/memory.h; slow paths in their own files.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "arch/cr.h"
+#include "arch/exception.h"
+#include "arch/rflags.h"
+#include "arch/segment.h"
+#include "cpu/cpu_model.h"
+#include "cpu/insn.h"
+#include "cpu/lazy_flags.h"
+#include "cpu/phys_mem.h"
+#include "cpu/state.h"
+#include "cpu/tlb.h"
+
+namespace nestvm::cpu {
+
+class BlockCache;
+struct Block;
+
+// Port I/O and interrupt acknowledge, for a processor running without VMX (the bare machine
+// used by unit tests and benchmarks). Under VMX, L0 intercepts I/O and injects interrupts.
+class IoBus {
+ public:
+  virtual ~IoBus() = default;
+  virtual uint32_t in(uint16_t port, unsigned size) { return ~0u >> (32 - 8 * size); }
+  virtual void out(uint16_t port, unsigned size, uint32_t value) {}
+  // The INTA cycle: the vector of the highest-priority pending interrupt, or -1 (spurious).
+  virtual int ack_interrupt() { return -1; }
+};
+
+enum class AccessKind : uint8_t { kRead = 0, kWrite = 1, kExec = 2 };
+
+enum class PagingMode : uint8_t { kNone, k32Bit, kPae, k4Level };
+
+// Why Cpu::run returned.
+enum class RunExit : uint8_t {
+  kHalted,    // HLT (or MWAIT) with nothing to deliver; call run() again once an event is pending
+  kShutdown,  // triple fault or a machine check with CR4.MCE = 0
+  kBudget,    // the instruction budget ran out
+  kKicked,    // another thread asked this vCPU to stop (Cpu::kick)
+};
+
+// The hidden part of a segment register turned into what the access fast path needs.
+struct SegCache {
+  uint64_t base = 0;    // effective base (0 for CS/DS/ES/SS in 64-bit mode)
+  uint64_t rd_lo = 0;   // offsets an access may start/end in: [lo, hi]
+  uint64_t rd_hi = 0;
+  uint64_t wr_lo = 0;
+  uint64_t wr_hi = 0;
+};
+
+// The result of a page walk (and, under VMX, of the EPT walk of its final address).
+struct Translation {
+  uint64_t pa = 0;
+  bool user = true;      // U/S = 1 at every level
+  bool writable = true;  // R/W = 1 at every level
+  bool nx = false;       // XD = 1 at some level
+  bool global = false;
+  bool dirty = false;    // leaf D bit already set
+  uint8_t pkey = 0;
+};
+
+class Cpu {
+ public:
+  Cpu(PhysMem& mem, const CpuModel& model, IoBus* io = nullptr);
+  ~Cpu();
+  Cpu(const Cpu&) = delete;
+  Cpu& operator=(const Cpu&) = delete;
+
+  CpuState state;
+
+  // ---- running --------------------------------------------------------------------------
+  // Runs until an exit or until about `budget` instructions have retired.
+  RunExit run(uint64_t budget = ~0ull);
+  // Power-on / INIT state (SDM Vol. 3 Table 10-1). init = true keeps what INIT keeps.
+  void reset(bool init = false);
+  uint64_t instructions_retired() const { return retired_; }
+
+  // ---- events from other threads ---------------------------------------------------------
+  void set_intr_line(bool asserted);
+  void raise_nmi();
+  void kick();  // makes run() return kKicked at the next block boundary
+
+  // ---- derived state ---------------------------------------------------------------------
+  // Recomputes everything derived from CR0/CR4/EFER/CS/SS/RFLAGS: call after changing them
+  // (directly in state, as the loaders and tests do, or from a handler).
+  void refresh_mode();
+  void refresh_segment(SegReg s);
+  unsigned cpl() const { return cpl_; }
+  unsigned code_size() const { return code_size_; }  // 2, 4 or 8
+  unsigned stack_size() const { return stack_size_; }
+  bool long_mode() const { return state.msr.efer & arch::efer::kLMA; }
+  bool in_64bit_mode() const { return code_size_ == 8; }
+  bool protected_mode() const { return state.cr0 & arch::cr0::kPE; }
+  bool v86_mode() const { return state.rflags & arch::rflags::kVM; }
+  bool real_mode() const { return !protected_mode(); }
+  PagingMode paging_mode() const { return paging_mode_; }
+  const CpuModel& model() const { return model_; }
+  PhysMem& mem() { return mem_; }
+  IoBus* io() { return io_; }
+  Tlb& tlb() { return tlb_; }
+
+  // ---- flags ------------------------------------------------------------------------------
+  LazyFlags lf;
+  uint64_t rflags() const { return (state.rflags & ~arch::rflags::kArith) | lazy::status_flags(lf, state.rflags); }
+  // Writes every RFLAGS bit (no privilege rules: callers apply POPF/IRET rules first).
+  void set_rflags(uint64_t v);
+  // Writes only the six status flags.
+  void set_status_flags(uint64_t v) {
+    state.rflags = (state.rflags & ~arch::rflags::kArith) | (v & arch::rflags::kArith);
+    lf.op = FlagOp::kMaterialized;
+  }
+  bool cf() const { return lazy::cf(lf, state.rflags); }
+  bool condition(unsigned cc) const { return lazy::condition(lf, state.rflags, cc); }
+  void set_lazy(FlagOp op, unsigned size, uint64_t res, uint64_t s1, uint64_t s2, bool carry = false) {
+    lf.op = op; lf.size = uint8_t(size); lf.res = res; lf.src1 = s1; lf.src2 = s2; lf.carry = carry;
+  }
+
+  // ---- faults -----------------------------------------------------------------------------
+  Status fault(arch::Vector v) { return raise({uint8_t(v), arch::EventType::kHardwareException, false, 0, 0}); }
+  Status fault(arch::Vector v, uint32_t error) {
+    return raise({uint8_t(v), arch::EventType::kHardwareException, true, error, 0});
+  }
+  Status page_fault(uint64_t la, uint32_t pfec) { pending_cr2_ = la; return fault(arch::Vector::kPF, pfec); }
+  // #GP(0) or, for SS-relative accesses, #SS(0).
+  Status seg_fault(SegReg s) { return fault(s == SegReg::kSS ? arch::Vector::kSS : arch::Vector::kGP, 0); }
+  Status raise(const Event& e) { pending_event_ = e; has_pending_event_ = true; return Status::kFault; }
+  // Software interrupts (INT n, INT3, INTO, INT1) are delivered as events too: RIP is at the
+  // instruction, and delivery pushes RIP + insn_len.
+  Status software_interrupt(uint8_t vector, arch::EventType type, uint8_t len) {
+    return raise({vector, type, false, 0, len});
+  }
+  bool has_pending_event() const { return has_pending_event_; }
+  const Event& pending_event() const { return pending_event_; }
+  // Delivers the pending event (or an external event) through the IDT, applying the
+  // double-fault rules. Returns false on triple fault (the processor shuts down).
+  bool deliver_pending_event();
+  bool deliver_event(const Event& e);
+  // Delivery of one event through the IVT (real mode) or the IDT (protected, virtual-8086 and
+  // IA-32e mode). A fault during delivery is left pending and reported as kFault.
+  Status deliver_real(const Event& e);
+  Status deliver_protected(const Event& e);
+
+  // ---- memory (cpu/memory.h holds the inline fast paths) ---------------------------------
+  const SegCache& seg_cache(SegReg s) const { return seg_cache_[unsigned(s)]; }
+  // Effective address of the memory operand (offset in its segment), truncated to asz.
+  uint64_t effective_address(const Insn& i) const;
+  template <typename T> Status read(SegReg s, uint64_t off, T& out);
+  template <typename T> Status write(SegReg s, uint64_t off, T v);
+  template <typename T> Status read_linear(uint64_t la, T& out);
+  template <typename T> Status write_linear(uint64_t la, T v);
+  // Supervisor accesses to system structures (GDT, LDT, IDT, TSS), whatever the CPL.
+  template <typename T> Status read_system(uint64_t la, T& out);
+  template <typename T> Status write_system(uint64_t la, T v);
+  // A reference for a read-modify-write operand: write access checked once, then host memory
+  // (when `host` is set) or MMIO through load/store.
+  template <typename T> struct RmwRef { T* host = nullptr; uint64_t la = 0; };
+  template <typename T> Status rmw_ref(SegReg s, uint64_t off, RmwRef<T>& ref);
+  template <typename T> T rmw_load(const RmwRef<T>& r);
+  template <typename T> void rmw_store(const RmwRef<T>& r, T v);
+  // Stack: push/pop of 2, 4 or 8 bytes at SS:RSP with the stack-address size.
+  template <typename T> Status push(T v);
+  template <typename T> Status pop(T& v);
+  template <typename T> Status read_stack(uint64_t rsp_offset, T& v);  // no RSP update
+
+  // Slow paths (memory_slow.cpp).
+  Status access_slow(uint64_t la, void* buf, unsigned size, AccessKind kind, MmuIdx idx, SegReg seg);
+  Status segment_check_slow(SegReg s, uint64_t off, unsigned size, AccessKind kind);
+  // Translates la for an access, filling the TLB. host = nullptr: not RAM (MMIO) at pa.
+  Status translate(uint64_t la, AccessKind kind, MmuIdx idx, SegReg seg, uint8_t*& host, uint64_t& pa);
+  // Page walk of the current paging mode (paging.cpp). Faults are raised on the Cpu.
+  Status walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t);
+  // Loads the four PDPTEs for PAE paging from CR3; false if one has reserved bits set.
+  bool load_pdptes(uint64_t cr3);
+  // TLB maintenance with the architectural rules (tlb_flush.cpp): MOV CR3, INVLPG, ...
+  void flush_tlb_all() { tlb_.flush_all(); }
+  void flush_tlb_for_cr3_write(uint64_t new_cr3);
+  MmuIdx mmu_idx() const { return mmu_idx_; }
+  uint16_t pcid() const { return pcid_; }
+  // Fetch: host pointer to the code byte at la (cpu/memory_slow.cpp).
+  Status translate_fetch(uint64_t la, uint8_t*& host, uint64_t& pa);
+
+  // Control-register and EFER/XCR0 writes with their architectural checks and side effects
+  // (TLB flushes, PDPTE loads, mode changes), shared by MOV CR, LMSW, CLTS, WRMSR, XSETBV and
+  // the loaders (control_regs.cpp). They return kFault with #GP(0) pending on a bad value.
+  Status set_cr0(uint64_t v);
+  Status set_cr3(uint64_t v);
+  Status set_cr4(uint64_t v);
+  Status set_cr8(uint64_t v);
+  Status set_efer(uint64_t v);
+  Status set_xcr0(uint64_t v);
+  // CR4 bits the model allows software to set.
+  uint64_t cr4_valid_bits() const;
+  uint64_t efer_valid_bits() const;
+
+  // Port I/O with the TSS I/O-permission-bitmap check done by the caller (insn/io.cpp).
+  uint32_t io_in(uint16_t port, unsigned size);
+  void io_out(uint16_t port, unsigned size, uint32_t v);
+
+  // Ends the current block after this instruction (self-modifying code, shadows, ...).
+  void stop_block() { stop_block_ = true; }
+
+  // Register helpers. 1-byte operands are addressed by byte offset (see insn.h).
+  uint64_t reg8(uint8_t off) const { return reinterpret_cast<const uint8_t*>(state.gpr.data())[off]; }
+  void set_reg8(uint8_t off, uint64_t v) { reinterpret_cast<uint8_t*>(state.gpr.data())[off] = uint8_t(v); }
+  // Reads a GPR operand of `size` bytes (zero-extended).
+  uint64_t get_reg(unsigned size, uint8_t r) const {
+    return size == 1 ? reg8(r) : state.gpr[r] & size_mask(size);
+  }
+  // Writes with the architectural rules: 32-bit writes zero the upper half, 8/16-bit writes merge.
+  void set_reg(unsigned size, uint8_t r, uint64_t v) {
+    switch (size) {
+      case 1: set_reg8(r, v); break;
+      case 2: state.gpr[r] = (state.gpr[r] & ~0xffffull) | (v & 0xffff); break;
+      case 4: state.gpr[r] = uint32_t(v); break;
+      default: state.gpr[r] = v; break;
+    }
+  }
+  // RSP as the stack-address size sees it, and its update.
+  uint64_t sp() const { return state.gpr[kRsp] & size_mask(stack_size_); }
+  void set_sp(uint64_t v) { set_reg(stack_size_, kRsp, v); }
+  // RIP of the next instruction, wrapped to the code size outside 64-bit mode.
+  uint64_t next_rip(const Insn& i) const { return (state.rip + i.len) & ip_mask_; }
+  uint64_t ip_mask() const { return ip_mask_; }
+  // Whether a near branch may go to `target`: canonical in 64-bit mode, within the CS limit
+  // otherwise (SDM Vol. 2, JMP/CALL/RET: #GP(0) if the target is outside).
+  bool near_target_ok(uint64_t target) const {
+    return code_size_ == 8 ? uint64_t((int64_t(target) >> 47) + 1) <= 1 : target <= fetch_limit_;
+  }
+
+  // Hook for the decoder: the decoded-block cache of this vCPU.
+  BlockCache& blocks() { return *blocks_; }
+
+ private:
+  friend class BlockCache;
+  template <typename T> Status access_linear(uint64_t la, T* v, AccessKind kind, MmuIdx idx, SegReg s);
+  const Block* find_block(uint64_t& fetch_la);
+  bool service_attention(RunExit& exit);
+  void execute_block(const Block& b);
+  void step_one();
+  void on_fault_in_block();
+
+  PhysMem& mem_;
+  const CpuModel& model_;
+  IoBus* io_;
+  Tlb tlb_;
+  std::unique_ptr<BlockCache> blocks_;
+
+  // derived state (refresh_mode)
+  SegCache seg_cache_[arch::kNumSegRegs];
+  uint64_t la_mask_ = 0xffffffff;
+  uint64_t ip_mask_ = 0xffff;
+  uint64_t fetch_limit_ = 0xffff;  // highest CS offset an instruction byte may occupy
+  uint8_t cpl_ = 0;
+  uint8_t code_size_ = 2;
+  uint8_t stack_size_ = 2;
+  uint8_t decode_mode_ = 0;
+  MmuIdx mmu_idx_ = kMmuSupervisor;
+  PagingMode paging_mode_ = PagingMode::kNone;
+  uint16_t pcid_ = 0;
+
+  // execution
+  bool stop_block_ = false;
+  bool has_pending_event_ = false;
+  Event pending_event_{};
+  uint64_t pending_cr2_ = 0;
+  uint64_t retired_ = 0;
+  std::atomic<uint32_t> attention_{0};
+  std::atomic<bool> intr_line_{false};
+  bool nmi_pending_ = false;
+
+  friend struct CpuTestAccess;
+};
+
+// Attention bits (Cpu::attention_), set by other threads or by the core itself.
+namespace attention {
+inline constexpr uint32_t kIntr = 1u << 0;
+inline constexpr uint32_t kNmi = 1u << 1;
+inline constexpr uint32_t kKick = 1u << 2;
+inline constexpr uint32_t kStep = 1u << 3;  // single-instruction mode (TF, shadows, pending RF...)
+}  // namespace attention
+
+}  // namespace nestvm::cpu

@@ -1,0 +1,89 @@
+// Event delivery common to every mode: the double-fault rules (SDM Vol. 3 §6.15, Tables 6-4
+// and 6-5), triple fault -> shutdown, CR2 loading, and real-mode delivery through the IVT
+// (SDM Vol. 3 §21.1.4). Protected- and IA-32e-mode delivery is in events_protected.cpp.
+#include "cpu/memory.h"
+
+namespace nestvm::cpu {
+
+using namespace arch;
+
+bool Cpu::deliver_pending_event() {
+  has_pending_event_ = false;
+  return deliver_event(pending_event_);
+}
+
+namespace {
+
+bool is_exception(const Event& e) { return e.type == EventType::kHardwareException; }
+
+// Table 6-5: whether a second exception raised while delivering `first` becomes #DF.
+bool makes_double_fault(const Event& first, const Event& second) {
+  if (!is_exception(first) || !is_exception(second)) return false;
+  const ExceptionClass a = exception_class(first.vector), b = exception_class(second.vector);
+  if (a == ExceptionClass::kContributory) return b == ExceptionClass::kContributory;
+  if (a == ExceptionClass::kPageFault)
+    return b == ExceptionClass::kContributory || b == ExceptionClass::kPageFault;
+  return false;
+}
+
+}  // namespace
+
+bool Cpu::deliver_event(const Event& event) {
+  Event cur = event;
+  state.activity = Activity::kActive;
+  for (;;) {
+    if (is_exception(cur) && cur.vector == uint8_t(Vector::kPF)) state.cr2 = pending_cr2_;
+    if (is_exception(cur) && cur.vector == uint8_t(Vector::kDB)) state.dr7 &= ~dr7::kGD;
+    const Status st = real_mode() ? deliver_real(cur) : deliver_protected(cur);
+    if (st != Status::kFault) {
+      // Delivery clears the interrupt shadows; NMI delivery blocks further NMIs until IRET.
+      state.sti_blocking = state.movss_blocking = false;
+      if (cur.type == EventType::kNmi) state.nmi_blocking = true;
+      return true;
+    }
+    Event second = pending_event_;
+    has_pending_event_ = false;
+    if (is_exception(cur) && cur.vector == uint8_t(Vector::kDF)) {
+      // A fault while delivering #DF: triple fault, the processor shuts down (SDM §6.15, #DF).
+      state.activity = Activity::kShutdown;
+      return false;
+    }
+    if (makes_double_fault(cur, second)) {
+      if (second.vector == uint8_t(Vector::kPF)) state.cr2 = pending_cr2_;
+      cur = Event{uint8_t(Vector::kDF), EventType::kHardwareException, true, 0, 0};
+    } else {
+      cur = second;  // handled serially
+    }
+  }
+}
+
+Status Cpu::deliver_real(const Event& e) {
+  // SDM Vol. 3 §21.1.4: the IVT holds 4-byte IP:CS pointers; the frame is FLAGS, CS, IP.
+  const uint64_t entry = uint64_t(e.vector) * 4;
+  if (entry + 3 > state.idtr.limit) return fault(Vector::kGP, uint32_t(e.vector) * 8 + 2);
+  uint16_t ip, cs;
+  Status st = read_system<uint16_t>(state.idtr.base + entry, ip);
+  if (st != Status::kNext) return st;
+  st = read_system<uint16_t>(state.idtr.base + entry + 2, cs);
+  if (st != Status::kNext) return st;
+  const bool soft = e.type == EventType::kSoftwareInterrupt || e.type == EventType::kSoftwareException ||
+                    e.type == EventType::kPrivilegedSoftwareException;
+  const uint16_t ret_ip = uint16_t(state.rip + (soft ? e.insn_len : 0));
+  const uint64_t sp0 = state.gpr[kRsp];
+  const uint16_t flags = uint16_t(rflags());
+  if ((st = push<uint16_t>(flags)) != Status::kNext ||
+      (st = push<uint16_t>(state.seg[unsigned(SegReg::kCS)].selector)) != Status::kNext ||
+      (st = push<uint16_t>(ret_ip)) != Status::kNext) {
+    state.gpr[kRsp] = sp0;
+    return st;
+  }
+  Segment& c = state.seg[unsigned(SegReg::kCS)];
+  c.selector = cs;
+  c.base = uint64_t(cs) << 4;
+  state.rip = ip;
+  state.rflags &= ~(rflags::kIF | rflags::kTF | rflags::kAC | rflags::kRF);
+  refresh_mode();
+  return Status::kNext;
+}
+
+}  // namespace nestvm::cpu

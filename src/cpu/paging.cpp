@@ -1,0 +1,177 @@
+// Linear-address translation: 32-bit, PAE and 4-level paging (SDM Vol. 3 §4.3-4.5), with
+// permission checks (§4.6), #PF error codes (§4.7) and accessed/dirty updates (§4.8), done
+// atomically on guest memory so that several vCPUs sharing page tables see consistent bits.
+#include <atomic>
+
+#include "arch/paging.h"
+#include "cpu/memory.h"
+
+namespace nestvm::cpu {
+
+namespace pte = arch::pte;
+
+namespace {
+
+struct Level {
+  uint8_t* host = nullptr;  // nullptr: the entry is not in RAM (reads as all ones)
+  uint64_t value = 0;
+  bool wide = true;  // 8-byte entry
+};
+
+}  // namespace
+
+// Reads a paging-structure entry at physical address pa.
+static bool read_entry(PhysMem& mem, uint64_t pa, bool wide, Level& l) {
+  l.wide = wide;
+  uint8_t* page = mem.ram_page(pa);
+  if (!page) {
+    l.host = nullptr;
+    l.value = wide ? mem.mmio_read(pa, 8) : mem.mmio_read(pa, 4);
+    return true;
+  }
+  l.host = page + (pa & (kPageSize - 1));
+  if (wide) l.value = std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(l.host)).load(std::memory_order_relaxed);
+  else l.value = std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(l.host)).load(std::memory_order_relaxed);
+  return true;
+}
+
+static void set_bits(const Level& l, uint64_t bits) {
+  if (!l.host || (l.value & bits) == bits) return;
+  if (l.wide) std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(l.host)).fetch_or(bits);
+  else std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(l.host)).fetch_or(uint32_t(bits));
+}
+
+bool Cpu::load_pdptes(uint64_t cr3) {
+  // SDM §4.4.1: the four PDPTEs are loaded from the 32-byte-aligned table CR3[31:5] points to;
+  // a present PDPTE with a reserved bit set makes the loading instruction #GP(0).
+  const uint64_t base = cr3 & 0xffffffe0ull;
+  const uint64_t rsvd = ~pte::phys_mask(model_.maxphyaddr()) & ~0xfffull;
+  std::array<uint64_t, 4> p{};
+  for (int i = 0; i < 4; ++i) {
+    Level l;
+    read_entry(mem_, base + 8 * i, true, l);
+    p[i] = l.value;
+    if ((p[i] & pte::kP) && (p[i] & (rsvd | 0x1e6ull))) return false;
+  }
+  state.pdpte = p;
+  return true;
+}
+
+Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
+  using namespace arch;
+  const bool user = idx == kMmuUser;
+  const bool nxe = state.msr.efer & efer::kNXE;
+  const bool smep = state.cr4 & cr4::kSMEP;
+  const uint64_t phys = pte::phys_mask(model_.maxphyaddr());
+  uint32_t pfec = (kind == AccessKind::kWrite ? pfec::kWrite : 0) | (user ? pfec::kUser : 0);
+  if (kind == AccessKind::kExec && (smep || (paging_mode_ != PagingMode::k32Bit && nxe))) pfec |= pfec::kFetch;
+
+  Level levels[4];
+  int n = 0;
+  uint64_t pa_page = 0, page_offset_mask = 0xfff;
+  t.user = true;
+  t.writable = true;
+  t.nx = false;
+
+  auto not_present = [&] { return page_fault(la, pfec); };
+  auto reserved = [&] { return page_fault(la, pfec | pfec::kPresent | pfec::kReserved); };
+  auto accumulate = [&](uint64_t e) {
+    t.user &= (e & pte::kUS) != 0;
+    t.writable &= (e & pte::kRW) != 0;
+    t.nx |= nxe && (e & pte::kXD);
+  };
+
+  if (paging_mode_ == PagingMode::k32Bit) {
+    // SDM §4.3: 32-bit paging, 4-byte entries, optional 4 MiB pages with PSE (and PSE-36).
+    const bool pse = state.cr4 & cr4::kPSE;
+    Level& pde = levels[n++];
+    read_entry(mem_, (state.cr3 & 0xfffff000ull) + ((la >> 22) & 0x3ff) * 4, false, pde);
+    if (!(pde.value & pte::kP)) return not_present();
+    accumulate(pde.value);
+    if (pse && (pde.value & pte::kPS)) {
+      // Bits 20:13 hold PA[39:32] (PSE-36); bits above MAXPHYADDR-32+13 and bit 21 are reserved.
+      const int maxpa = model_.maxphyaddr() > 40 ? 40 : model_.maxphyaddr();
+      const uint64_t rsvd = (0x3fe000ull & ~(((1ull << (maxpa - 32)) - 1) << 13)) | (1ull << 21);
+      if (pde.value & rsvd) return reserved();
+      pa_page = (pde.value & 0xffc00000ull) | (((pde.value >> 13) & 0xff) << 32);
+      page_offset_mask = 0x3fffff;
+      t.global = (state.cr4 & cr4::kPGE) && (pde.value & pte::kG);
+    } else {
+      Level& p = levels[n++];
+      read_entry(mem_, (pde.value & 0xfffff000ull) + ((la >> 12) & 0x3ff) * 4, false, p);
+      if (!(p.value & pte::kP)) return not_present();
+      accumulate(p.value);
+      pa_page = p.value & 0xfffff000ull;
+      t.global = (state.cr4 & cr4::kPGE) && (p.value & pte::kG);
+    }
+  } else {
+    // PAE (§4.4) and 4-level (§4.5) paging share the 8-byte entry format.
+    // Reserved bits: PA bits at or above MAXPHYADDR (up to bit 51 with 4-level paging, 62 with
+    // PAE, Tables 4-8 to 4-19), and XD when EFER.NXE = 0.
+    const uint64_t xd_rsvd = nxe ? 0 : pte::kXD;
+    const uint64_t rsvd_common = paging_mode_ == PagingMode::kPae
+        ? ((~phys & 0x7ffffffffffff000ull) | xd_rsvd)
+        : ((~phys & 0x000ffffffffff000ull) | xd_rsvd);
+    uint64_t table;
+    int level;
+    if (paging_mode_ == PagingMode::kPae) {
+      const uint64_t pdpte = state.pdpte[(la >> 30) & 3];
+      if (!(pdpte & pte::kP)) return not_present();
+      table = pdpte & phys;
+      level = 2;  // next: page directory
+    } else {
+      table = state.cr3 & phys;
+      level = 4;
+    }
+    for (; level >= 1; --level) {
+      const unsigned shift = 12 + 9 * (level - 1);
+      Level& l = levels[n++];
+      read_entry(mem_, table + ((la >> shift) & 0x1ff) * 8, true, l);
+      const uint64_t e = l.value;
+      if (!(e & pte::kP)) return not_present();
+      uint64_t rsvd = rsvd_common;
+      const bool large = level <= 3 && level >= 2 && (e & pte::kPS);
+      if (level == 4) rsvd |= pte::kPS;  // PML4E bit 7 is reserved
+      if (level == 3 && (e & pte::kPS) && !model_.has(Feature::kPdpe1gb)) rsvd |= pte::kPS;
+      if (large) rsvd |= ((1ull << shift) - 1) & ~0x1fffull;  // 2M: bits 20:13, 1G: bits 29:13
+      if (e & rsvd) return reserved();
+      accumulate(e);
+      if (level == 1 || large) {
+        pa_page = e & phys & ~((1ull << shift) - 1);
+        page_offset_mask = (1ull << shift) - 1;
+        t.global = (state.cr4 & cr4::kPGE) && (e & pte::kG);
+        break;
+      }
+      table = e & phys;
+    }
+  }
+
+  // Permission check (§4.6) with the error code of §4.7.
+  bool ok;
+  const bool smap = state.cr4 & cr4::kSMAP;
+  const bool wp = state.cr0 & cr0::kWP;
+  switch (kind) {
+    case AccessKind::kRead:
+      ok = user ? t.user : !(idx == kMmuSupervisor && smap && t.user);
+      break;
+    case AccessKind::kWrite:
+      ok = user ? (t.user && t.writable)
+                : !(idx == kMmuSupervisor && smap && t.user) && (t.writable || !wp);
+      break;
+    default:
+      ok = !t.nx && (user ? t.user : !(smep && t.user));
+      break;
+  }
+  if (!ok) return page_fault(la, pfec | pfec::kPresent);
+
+  // Accessed flags on every entry used, dirty on the leaf for writes (§4.8).
+  for (int i = 0; i < n; ++i) {
+    const bool leaf = i == n - 1;
+    set_bits(levels[i], pte::kA | (leaf && kind == AccessKind::kWrite ? pte::kD : 0));
+  }
+  t.dirty = kind == AccessKind::kWrite || (levels[n - 1].value & pte::kD);
+  t.pa = pa_page | (la & page_offset_mask);
+  return Status::kNext;
+}
+
+}  // namespace nestvm::cpu

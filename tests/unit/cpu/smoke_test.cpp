@@ -1,0 +1,82 @@
+// End-to-end checks of the execution loop on small programs.
+#include <gtest/gtest.h>
+
+#include "test_machine.h"
+
+namespace nestvm::test {
+namespace {
+
+using cpu::RunExit;
+
+TEST(Smoke, LongModeArithmeticLoop) {
+  TestMachine m;
+  m.enter_long64(layout::kCode);
+  m.load_code(layout::kCode, R"(
+    xor eax, eax
+    mov ecx, 100
+  1:
+    add rax, rcx
+    dec ecx
+    jnz 1b
+    hlt
+  )", 64);
+  EXPECT_EQ(m.run(), RunExit::kHalted);
+  EXPECT_EQ(m.reg(cpu::kRax), 5050u);
+  EXPECT_EQ(m.reg(cpu::kRcx), 0u);
+}
+
+TEST(Smoke, CallRetAndStack) {
+  TestMachine m;
+  m.enter_long64(layout::kCode);
+  m.load_code(layout::kCode, R"(
+    mov rdi, 7
+    call f
+    hlt
+  f:
+    push rbx
+    lea rax, [rdi + rdi*4]
+    pop rbx
+    ret
+  )", 64);
+  EXPECT_EQ(m.run(), RunExit::kHalted);
+  EXPECT_EQ(m.reg(cpu::kRax), 35u);
+  EXPECT_EQ(m.reg(cpu::kRsp), layout::kStackTop);
+}
+
+TEST(Smoke, RealModeCountsWith16BitRegisters) {
+  TestMachine m;
+  m.enter_real_mode(0x1000, 0x0);
+  m.load_code(0x10000, R"(
+    mov ax, 0x1234
+    mov bx, 0x10
+    add ax, bx
+    mov [0x100], ax
+    hlt
+  )", 16);
+  EXPECT_EQ(m.run(), RunExit::kHalted);
+  EXPECT_EQ(m.reg(cpu::kRax) & 0xffff, 0x1244u);
+  EXPECT_EQ(m.peek<uint16_t>(0x100), 0x1244u);  // DS = 0
+}
+
+TEST(Smoke, SelfModifyingCodeIsSeen) {
+  TestMachine m;
+  m.enter_long64(layout::kCode);
+  // Overwrites the immediate of the instruction it is about to execute a second time.
+  m.load_code(layout::kCode, R"(
+    xor ebx, ebx
+    mov ecx, 2
+  1:
+    mov eax, 1
+    add ebx, eax
+    mov byte ptr [rip + 1b + 1], 5
+
+    dec ecx
+    jnz 1b
+    hlt
+  )", 64);
+  EXPECT_EQ(m.run(), RunExit::kHalted);
+  EXPECT_EQ(m.reg(cpu::kRbx), 6u);  // 1 + 5
+}
+
+}  // namespace
+}  // namespace nestvm::test

@@ -1,0 +1,137 @@
+#include "test_machine.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace nestvm::test {
+
+using arch::SegReg;
+
+std::vector<uint8_t> assemble(std::string_view src, int bits, uint64_t origin) {
+  char dir[] = "/tmp/nestvm-asm-XXXXXX";
+  if (!mkdtemp(dir)) { ADD_FAILURE() << "mkdtemp failed"; return {}; }
+  const std::string d = dir;
+  {
+    std::ofstream f(d + "/a.s");
+    f << ".intel_syntax noprefix\n.code" << bits << "\n" << src << "\n";
+  }
+  const std::string as_flags = bits == 64 ? "--64" : "--32";
+  std::ostringstream cmd;
+  cmd << "as " << as_flags << " -o " << d << "/a.o " << d << "/a.s 2>" << d << "/err && "
+      << "ld -m " << (bits == 64 ? "elf_x86_64" : "elf_i386") << " -Ttext=0x" << std::hex << origin
+      << " --oformat=binary -e 0 -o " << d << "/a.bin " << d << "/a.o 2>>" << d << "/err";
+  const int rc = std::system(cmd.str().c_str());
+  std::vector<uint8_t> out;
+  if (rc != 0) {
+    std::ifstream e(d + "/err");
+    std::stringstream ss;
+    ss << e.rdbuf();
+    ADD_FAILURE() << "assembly failed:\n" << ss.str() << "\nsource:\n" << src;
+  } else {
+    std::ifstream b(d + "/a.bin", std::ios::binary);
+    out.assign(std::istreambuf_iterator<char>(b), {});
+  }
+  std::system(("rm -rf " + d).c_str());
+  return out;
+}
+
+uint32_t TestIo::in(uint16_t port, unsigned size) {
+  auto it = in_values.find(port);
+  return it == in_values.end() ? (~0u >> (32 - 8 * size)) : it->second;
+}
+
+void TestIo::out(uint16_t port, unsigned size, uint32_t value) { outs.push_back({port, size, value}); }
+
+TestMachine::TestMachine(uint64_t ram_bytes, cpu::CpuModel m) : ram(ram_bytes), model(std::move(m)), cpu(ram, model, &io) {}
+
+void TestMachine::load_code(uint64_t pa, std::string_view src, int bits) {
+  write_bytes(pa, assemble(src, bits, pa));
+}
+
+void TestMachine::write_gdt() {
+  const uint64_t gdt[] = {
+      0,
+      0x00af9b000000ffffull,  // 0x08 code64 DPL0
+      0x00cf93000000ffffull,  // 0x10 data DPL0
+      0x00cf9b000000ffffull,  // 0x18 code32 DPL0
+      0x00cffb000000ffffull,  // 0x20 code32 DPL3
+      0x00cff3000000ffffull,  // 0x28 data DPL3
+      0x00affb000000ffffull,  // 0x30 code64 DPL3
+      0x00009b000000ffffull,  // 0x38 code16 DPL0
+  };
+  write(layout::kGdt, gdt, sizeof gdt);
+  // 0x40: available 64-bit TSS (16-byte descriptor), limit 0x67.
+  const uint64_t base = layout::kTss;
+  const uint64_t lo = 0x67 | ((base & 0xffffff) << 16) | (0x89ull << 40) | (((base >> 24) & 0xff) << 56);
+  const uint64_t hi = base >> 32;
+  poke(layout::kGdt + 0x40, lo);
+  poke(layout::kGdt + 0x48, hi);
+  cpu.state.gdtr = {layout::kGdt, 0x4f};
+}
+
+void TestMachine::load_seg(SegReg s, uint16_t selector) {
+  arch::Descriptor d{peek<uint64_t>(layout::kGdt + (selector & ~7))};
+  arch::Segment& seg = cpu.state.seg[unsigned(s)];
+  seg.selector = selector;
+  seg.base = d.base();
+  seg.limit = d.limit();
+  seg.ar = d.ar() | arch::ar::kAccessed;
+  if (arch::selector_is_null(selector)) seg.ar = arch::ar::kUnusable;
+}
+
+void TestMachine::enter_real_mode(uint16_t cs, uint16_t ip) {
+  cpu.reset();
+  cpu.state.cr0 = arch::cr0::kET;
+  cpu.state.seg[unsigned(SegReg::kCS)].selector = cs;
+  cpu.state.seg[unsigned(SegReg::kCS)].base = uint64_t(cs) << 4;
+  cpu.state.rip = ip;
+  cpu.state.idtr = {0, 0x3ff};
+  cpu.state.gpr[cpu::kRsp] = 0x7000;
+  cpu.refresh_mode();
+}
+
+void TestMachine::enter_protected32(uint32_t eip) {
+  cpu.reset();
+  write_gdt();
+  cpu.state.cr0 = arch::cr0::kPE | arch::cr0::kET | arch::cr0::kNE;
+  load_seg(SegReg::kCS, sel::kCode32);
+  for (SegReg s : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS}) load_seg(s, sel::kData);
+  cpu.state.idtr = {layout::kIdt, 0x7ff};
+  cpu.state.rip = eip;
+  cpu.state.gpr[cpu::kRsp] = layout::kStackTop;
+  cpu.refresh_mode();
+}
+
+void TestMachine::enter_long64(uint64_t rip) {
+  cpu.reset();
+  write_gdt();
+  using namespace arch;
+  // Identity map of 4 GiB with 2 MiB pages.
+  poke<uint64_t>(layout::kPml4, (layout::kPml4 + 0x1000) | 7);
+  for (uint64_t i = 0; i < 4; ++i) {
+    const uint64_t pd = layout::kPml4 + 0x2000 + i * 0x1000;
+    poke<uint64_t>(layout::kPml4 + 0x1000 + i * 8, pd | 7);
+    for (uint64_t j = 0; j < 512; ++j) poke<uint64_t>(pd + j * 8, ((i << 30) | (j << 21)) | 0x87);
+  }
+  cpu.state.cr3 = layout::kPml4;
+  cpu.state.cr4 = cr4::kPAE | cr4::kOSFXSR | cr4::kOSXMMEXCPT;
+  cpu.state.msr.efer = efer::kLME | efer::kLMA | efer::kNXE | efer::kSCE;
+  cpu.state.cr0 = cr0::kPE | cr0::kMP | cr0::kET | cr0::kNE | cr0::kWP | cr0::kPG;
+  load_seg(SegReg::kCS, sel::kCode64);
+  for (SegReg s : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS}) load_seg(s, sel::kData);
+  cpu.state.tr = {sel::kTss, layout::kTss, 0x67, ar::kP | sys_type::kTss32Busy};
+  cpu.state.idtr = {layout::kIdt, 0xfff};
+  cpu.state.rip = rip;
+  cpu.state.gpr[cpu::kRsp] = layout::kStackTop;
+  cpu.flush_tlb_all();
+  cpu.refresh_mode();
+}
+
+cpu::RunExit TestMachine::run(uint64_t budget) { return cpu.run(budget); }
+
+}  // namespace nestvm::test
