@@ -272,6 +272,11 @@ RunExit Cpu::run(uint64_t budget) {
   const uint64_t stop_at = budget > ~0ull - retired_ ? ~0ull : retired_ + budget;
   for (;;) {
     if (has_pending_event_) {
+      if (intercept_exceptions && pending_event_.type == EventType::kHardwareException && !intercepted_) {
+        intercepted_ = true;
+        return RunExit::kException;
+      }
+      intercepted_ = false;
       if (!deliver_pending_event()) return RunExit::kShutdown;
     }
     if (attention_.load(std::memory_order_relaxed) || state.activity != Activity::kActive) {

@@ -43,6 +43,7 @@ enum class RunExit : uint8_t {
   kShutdown,  // triple fault or a machine check with CR4.MCE = 0
   kBudget,    // the instruction budget ran out
   kKicked,    // another thread asked this vCPU to stop (Cpu::kick)
+  kException, // an exception is pending and intercept_exceptions is set (not delivered yet)
 };
 
 // The hidden part of a segment register turned into what the access fast path needs.
@@ -73,6 +74,12 @@ class Cpu {
   Cpu& operator=(const Cpu&) = delete;
 
   CpuState state;
+  // Initial APIC ID (CPUID.1:EBX[31:24], CPUID.0BH:EDX), set by whoever creates the vCPU.
+  uint32_t apic_id = 0;
+  // Stop before delivering any exception (run() returns kException with the event still
+  // pending): a debugger's view, and how unit tests observe faults. Like a VMX exception
+  // bitmap of all ones; clear_pending_event() discards it, run() again delivers it.
+  bool intercept_exceptions = false;
 
   // ---- running --------------------------------------------------------------------------
   // Runs until an exit or until about `budget` instructions have retired.
@@ -136,6 +143,7 @@ class Cpu {
     return raise({vector, type, false, 0, len});
   }
   bool has_pending_event() const { return has_pending_event_; }
+  void clear_pending_event() { has_pending_event_ = false; }
   const Event& pending_event() const { return pending_event_; }
   // Delivers the pending event (or an external event) through the IDT, applying the
   // double-fault rules. Returns false on triple fault (the processor shuts down).
@@ -267,6 +275,7 @@ class Cpu {
   // execution
   bool stop_block_ = false;
   bool has_pending_event_ = false;
+  bool intercepted_ = false;  // the pending exception was already reported as kException
   Event pending_event_{};
   uint64_t pending_cr2_ = 0;
   uint64_t retired_ = 0;

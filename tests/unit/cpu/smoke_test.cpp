@@ -80,3 +80,23 @@ TEST(Smoke, SelfModifyingCodeIsSeen) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+TEST(Smoke, FaultIsReportedWithRipAtTheInstruction) {
+  TestMachine m;
+  m.enter_long64(layout::kCode);
+  m.load_code(layout::kCode, R"(
+    mov rax, 0x0000800000000000
+    mov rbx, [rax]
+    hlt
+  )", 64);
+  ASSERT_EQ(m.run(), cpu::RunExit::kException);
+  EXPECT_EQ(m.cpu.pending_event().vector, uint8_t(arch::Vector::kGP));
+  EXPECT_EQ(m.cpu.pending_event().error, 0u);
+  EXPECT_EQ(m.cpu.state.rip, layout::kCode + 10);  // at the faulting MOV
+}
+
+}  // namespace
+}  // namespace nestvm::test

@@ -47,7 +47,25 @@ uint32_t TestIo::in(uint16_t port, unsigned size) {
 
 void TestIo::out(uint16_t port, unsigned size, uint32_t value) { outs.push_back({port, size, value}); }
 
-TestMachine::TestMachine(uint64_t ram_bytes, cpu::CpuModel m) : ram(ram_bytes), model(std::move(m)), cpu(ram, model, &io) {}
+TestMachine::TestMachine(uint64_t ram_bytes, cpu::CpuModel m) : ram(ram_bytes), model(std::move(m)), cpu(ram, model, &io) {
+  cpu.intercept_exceptions = true;
+}
+
+void TestMachine::set_idt_gate64(uint8_t vector, uint64_t handler, uint16_t selector, unsigned dpl, unsigned ist,
+                                 bool trap) {
+  const uint64_t type = trap ? 0xf : 0xe;
+  const uint64_t lo = (handler & 0xffff) | (uint64_t(selector) << 16) | (uint64_t(ist & 7) << 32) | (type << 40) |
+                      (uint64_t(dpl & 3) << 45) | (1ull << 47) | (((handler >> 16) & 0xffff) << 48);
+  poke<uint64_t>(layout::kIdt + vector * 16, lo);
+  poke<uint64_t>(layout::kIdt + vector * 16 + 8, handler >> 32);
+}
+
+void TestMachine::set_idt_gate32(uint8_t vector, uint32_t handler, uint16_t selector, unsigned dpl, bool trap) {
+  const uint64_t type = trap ? 0xf : 0xe;
+  const uint64_t d = (handler & 0xffff) | (uint64_t(selector) << 16) | (type << 40) | (uint64_t(dpl & 3) << 45) |
+                     (1ull << 47) | (uint64_t(handler >> 16) << 48);
+  poke<uint64_t>(layout::kIdt + vector * 8, d);
+}
 
 void TestMachine::load_code(uint64_t pa, std::string_view src, int bits) {
   write_bytes(pa, assemble(src, bits, pa));

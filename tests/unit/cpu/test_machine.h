@@ -52,6 +52,8 @@ inline constexpr uint16_t kCode16 = 0x38;
 inline constexpr uint16_t kTss = 0x40;
 }  // namespace sel
 
+// Exceptions are intercepted by default (cpu.intercept_exceptions): run() returns kException
+// with the event in cpu.pending_event(). Tests of event delivery set it to false.
 class TestMachine {
  public:
   explicit TestMachine(uint64_t ram_bytes = 64ull << 20, cpu::CpuModel model = cpu::CpuModel::max());
@@ -82,6 +84,10 @@ class TestMachine {
   // Runs until HLT, shutdown, or `budget` instructions.
   cpu::RunExit run(uint64_t budget = 10'000'000);
   uint64_t& reg(cpu::Gpr r) { return cpu.state.gpr[r]; }
+  // Writes an IDT gate for `vector` (64-bit interrupt gate in long mode, 32-bit otherwise).
+  void set_idt_gate64(uint8_t vector, uint64_t handler, uint16_t selector = 0x08, unsigned dpl = 0, unsigned ist = 0,
+                      bool trap = false);
+  void set_idt_gate32(uint8_t vector, uint32_t handler, uint16_t selector = 0x18, unsigned dpl = 0, bool trap = false);
 };
 
 }  // namespace nestvm::test
