@@ -1,0 +1,29 @@
+#include "guest/images.h"
+
+#include <array>
+
+extern const uint8_t guest_image_workload_sieve[];
+extern const size_t guest_image_workload_sieve_size;
+extern const uint8_t guest_image_workload_sort[];
+extern const size_t guest_image_workload_sort_size;
+extern const uint8_t guest_image_workload_hash[];
+extern const size_t guest_image_workload_hash_size;
+
+namespace nestvm::guest {
+
+std::span<const Image> images() {
+  static const std::array<Image, 3> all = {{
+      {"workload_sieve", {guest_image_workload_sieve, guest_image_workload_sieve_size}, kWorkloadBase},
+      {"workload_sort", {guest_image_workload_sort, guest_image_workload_sort_size}, kWorkloadBase},
+      {"workload_hash", {guest_image_workload_hash, guest_image_workload_hash_size}, kWorkloadBase},
+  }};
+  return all;
+}
+
+const Image* find(std::string_view name) {
+  for (const Image& i : images())
+    if (i.name == name) return &i;
+  return nullptr;
+}
+
+}  // namespace nestvm::guest
