@@ -38,7 +38,7 @@ void BlockCache::flush() {
 
 Block* BlockCache::alloc(unsigned n) {
   const size_t sz = block_size(n);
-  if (arena_used_ + sz > arena_size_) flush();
+  if (arena_used_ + sz > arena_size_) flush();  // the caller bumps the TLB epoch (links die)
   auto* b = reinterpret_cast<Block*>(arena_.get() + arena_used_);
   arena_used_ += sz;
   return b;
@@ -93,7 +93,10 @@ const Block* BlockCache::build(Cpu& cpu, uint64_t la, const uint8_t* host, uint6
       if (e != DecodeError::kNone) { decode_fault(cpu, e); return nullptr; }
       auto* b = reinterpret_cast<Block*>(scratch_.get());
       b->host = host; b->meta = &meta; b->gen = gen; b->mode = mode; b->n = 1; b->bytes = insns[0].len;
+      b->linkable = false;
+      b->links[0] = b->links[1] = BlockLink{};
       b->insns[0] = insns[0];
+      b->insns[0].off = 0;
       return b;
     }
     if (e != DecodeError::kNone) {
@@ -101,6 +104,7 @@ const Block* BlockCache::build(Cpu& cpu, uint64_t la, const uint8_t* host, uint6
       decode_fault(cpu, e);
       return nullptr;
     }
+    insns[n].off = uint16_t(bytes);
     off += insns[n].len;
     bytes += insns[n].len;
     ++n;
@@ -108,8 +112,13 @@ const Block* BlockCache::build(Cpu& cpu, uint64_t la, const uint8_t* host, uint6
   }
   const uint64_t flushes = stats_.flushes;
   Block* b = alloc(n);
-  if (stats_.flushes != flushes) slot = &table_[hash(host, mode)];  // the table is empty again
+  if (stats_.flushes != flushes) {
+    slot = &table_[hash(host, mode)];  // the table is empty again
+    cpu.tlb().bump_epoch();            // and every link pointed into the old arena
+  }
   b->host = host; b->meta = &meta; b->gen = gen; b->mode = mode; b->n = uint16_t(n); b->bytes = uint16_t(bytes);
+  b->linkable = true;
+  b->links[0] = b->links[1] = BlockLink{};
   std::memcpy(static_cast<void*>(b->insns), insns, n * sizeof(Insn));
   *slot = b;
   return b;

@@ -17,13 +17,23 @@ class Cpu;
 
 inline constexpr unsigned kMaxBlockInsns = 64;
 
+// A direct link from the end of one block to the block that followed it at `rip`, valid while
+// the TLB epoch is unchanged (no flush, no mode change since it was made).
+struct BlockLink {
+  uint64_t rip = ~0ull;
+  const struct Block* to = nullptr;
+  uint32_t epoch = ~0u;
+};
+
 struct Block {
   const uint8_t* host = nullptr;  // host address of the first byte
   PageMeta* meta = nullptr;
   uint32_t gen = 0;
   uint8_t mode = 0;
+  bool linkable = true;  // false for the scratch block of a page-straddling instruction
   uint16_t n = 0;      // number of instructions
   uint16_t bytes = 0;  // bytes covered
+  mutable BlockLink links[2];
   Insn insns[1];       // n entries (allocated in place)
 };
 

@@ -58,6 +58,8 @@ void Cpu::set_rflags(uint64_t v) {
   const uint64_t old = state.rflags;
   state.rflags = (v & rflags::kDefined) | rflags::kFixed1;
   lf.op = FlagOp::kMaterialized;
+  // TF and RF make the loop go one instruction at a time: stop following block links.
+  if ((old ^ state.rflags) & (rflags::kTF | rflags::kRF)) tlb_.bump_epoch();
   if ((old ^ state.rflags) & rflags::kVM) refresh_mode();
   else if ((old ^ state.rflags) & rflags::kAC) {
     if (cpl_ < 3) mmu_idx_ = (state.cr4 & cr4::kSMAP) && (state.rflags & rflags::kAC) ? kMmuSupervisorAc : kMmuSupervisor;
@@ -133,6 +135,7 @@ void Cpu::refresh_mode() {
   if (cpl_ == 3) mmu_idx_ = kMmuUser;
   else mmu_idx_ = (state.cr4 & cr4::kSMAP) && (state.rflags & rflags::kAC) ? kMmuSupervisorAc : kMmuSupervisor;
   for (unsigned s = 0; s < kNumSegRegs; ++s) refresh_segment(SegReg(s));
+  tlb_.bump_epoch();  // decode mode, CPL and fetch limit may have changed: block links die
 }
 
 void Cpu::set_intr_line(bool asserted) {
@@ -216,20 +219,25 @@ const Block* Cpu::find_block(uint64_t& la) {
   return blocks_->get(*this, la, host, pa);
 }
 
-void Cpu::execute_block(const Block& b) {
+// Runs a block. During each handler RIP is the instruction's own address, set from the block's
+// start and the instruction's offset (a store, not a read-modify-write chain through memory).
+// Returns kNext when execution fell off the end of the block (or stopped early after
+// self-modifying code), otherwise the status of the instruction that ended it.
+Status Cpu::execute_block(const Block& b) {
   const Insn* i = b.insns;
   const Insn* const end = i + b.n;
+  const uint64_t base = state.rip;
   stop_block_ = false;
   Status st;
   for (;;) {
+    state.rip = base + i->off;
     st = i->fn(*this, *i);
     if (__builtin_expect(st != Status::kNext, 0)) break;
-    state.rip += i->len;
     ++i;
     if (i == end || stop_block_) {
       retired_ += unsigned(i - b.insns);
-      state.rip &= ip_mask_;
-      return;
+      state.rip = (base + (i - 1)->off + (i - 1)->len) & ip_mask_;
+      return Status::kNext;
     }
   }
   switch (st) {
@@ -239,6 +247,21 @@ void Cpu::execute_block(const Block& b) {
   }
   retired_ += unsigned(i - b.insns);
   state.rip &= ip_mask_;
+  return st;
+}
+
+// The block linked from the end of `from` at the current RIP, or nullptr when there is no
+// valid link (the loop then goes back through its full checks and a lookup).
+const Block* Cpu::next_linked_block(const Block& from) {
+  const uint64_t rip = state.rip;
+  const uint32_t epoch = tlb_.epoch();
+  for (const BlockLink& l : from.links) {
+    if (l.rip == rip && l.epoch == epoch) {
+      const Block* to = l.to;
+      return to->gen == to->meta->code_gen.load(std::memory_order_acquire) ? to : nullptr;
+    }
+  }
+  return nullptr;
 }
 
 // One instruction with every per-instruction rule applied: the interrupt shadows, TF single-step
@@ -270,8 +293,14 @@ void Cpu::step_one() {
 
 RunExit Cpu::run(uint64_t budget) {
   const uint64_t stop_at = budget > ~0ull - retired_ ? ~0ull : retired_ + budget;
+  // The block whose exit (at prev_rip, in prev_epoch) found no link: linked to the block the
+  // lookup below finds, if nothing happened in between.
+  const Block* prev = nullptr;
+  uint64_t prev_rip = 0;
+  uint32_t prev_epoch = 0;
   for (;;) {
     if (has_pending_event_) {
+      prev = nullptr;
       if (intercept_exceptions && pending_event_.type == EventType::kHardwareException && !intercepted_) {
         intercepted_ = true;
         return RunExit::kException;
@@ -280,22 +309,44 @@ RunExit Cpu::run(uint64_t budget) {
       if (!deliver_pending_event()) return RunExit::kShutdown;
     }
     if (attention_.load(std::memory_order_relaxed) || state.activity != Activity::kActive) {
+      prev = nullptr;
       RunExit e;
       if (!service_attention(e)) return e;
     }
     if (retired_ >= stop_at) return RunExit::kBudget;
     if (__builtin_expect((state.rflags & (rflags::kTF | rflags::kRF)) || state.sti_blocking || state.movss_blocking, 0)) {
+      prev = nullptr;
       step_one();
       continue;
     }
     uint64_t la;
     const Block* b = find_block(la);
-    if (!b) continue;
+    if (!b) { prev = nullptr; continue; }
     if (__builtin_expect(state.rip + b->bytes - 1 > fetch_limit_, 0)) {
+      prev = nullptr;
       step_one();  // the block runs past the CS limit (or wraps IP): one instruction at a time
       continue;
     }
-    execute_block(*b);
+    if (prev && prev->linkable && b->linkable && prev_rip == state.rip && prev_epoch == tlb_.epoch()) {
+      BlockLink* slot = &prev->links[0];
+      if (slot->epoch == prev_epoch) slot = &prev->links[1];
+      *slot = {state.rip, b, prev_epoch};
+    }
+    prev = nullptr;
+    // Chain from block to block while nothing needs the checks above.
+    for (;;) {
+      const Status st = execute_block(*b);
+      if (st != Status::kNext && st != Status::kJumped) break;
+      if (attention_.load(std::memory_order_relaxed) || retired_ >= stop_at) break;
+      const Block* next = next_linked_block(*b);
+      if (!next) {
+        prev = b;
+        prev_rip = state.rip;
+        prev_epoch = tlb_.epoch();
+        break;
+      }
+      b = next;
+    }
   }
 }
 

@@ -13,6 +13,7 @@
 #include "cpu/cpu_model.h"
 #include "cpu/insn.h"
 #include "cpu/lazy_flags.h"
+#include "cpu/msr_file.h"
 #include "cpu/phys_mem.h"
 #include "cpu/state.h"
 #include "cpu/tlb.h"
@@ -80,6 +81,9 @@ class Cpu {
   // pending): a debugger's view, and how unit tests observe faults. Like a VMX exception
   // bitmap of all ones; clear_pending_event() discards it, run() again delivers it.
   bool intercept_exceptions = false;
+  // MSRs added by later layers (x2APIC, VMX capability MSRs), consulted before the
+  // architectural file by every MSR access (cpu/msr_file.h).
+  MsrHooks msr_hooks;
 
   // ---- running --------------------------------------------------------------------------
   // Runs until an exit or until about `budget` instructions have retired.
@@ -143,7 +147,7 @@ class Cpu {
     return raise({vector, type, false, 0, len});
   }
   bool has_pending_event() const { return has_pending_event_; }
-  void clear_pending_event() { has_pending_event_ = false; }
+  void clear_pending_event() { has_pending_event_ = false; intercepted_ = false; }
   const Event& pending_event() const { return pending_event_; }
   // Delivers the pending event (or an external event) through the IDT, applying the
   // double-fault rules. Returns false on triple fault (the processor shuts down).
@@ -249,7 +253,8 @@ class Cpu {
   template <typename T> Status access_linear(uint64_t la, T* v, AccessKind kind, MmuIdx idx, SegReg s);
   const Block* find_block(uint64_t& fetch_la);
   bool service_attention(RunExit& exit);
-  void execute_block(const Block& b);
+  Status execute_block(const Block& b);
+  const Block* next_linked_block(const Block& from);
   void step_one();
   void on_fault_in_block();
 

@@ -56,6 +56,7 @@ struct Insn {
   uint8_t flags = 0;    // insn_flags
   uint8_t cond = 0;     // condition code (Jcc/SETcc/CMOVcc) or form-specific extra
   uint8_t aux = 0;      // form-specific extra
+  uint16_t off = 0;     // offset from the start of its block (the loop sets RIP from it)
 };
 
 }  // namespace nestvm::cpu

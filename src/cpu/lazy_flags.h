@@ -32,7 +32,7 @@ constexpr int64_t sign_extend(uint64_t v, unsigned size) {
 
 namespace lazy {
 
-inline bool cf(const LazyFlags& f, uint64_t materialized) {
+[[gnu::always_inline]] inline bool cf(const LazyFlags& f, uint64_t materialized) {
   const unsigned bits = 8 * f.size;
   switch (f.op) {
     case FlagOp::kMaterialized: return materialized & arch::rflags::kCF;

@@ -3,23 +3,27 @@
 namespace nestvm::cpu {
 
 void Tlb::flush_all() {
+  ++epoch_;
   for (auto& set : e_)
     for (auto& e : set) invalidate(e);
 }
 
 void Tlb::flush_nonglobal() {
+  ++epoch_;
   for (unsigned m = 0; m < kNumMmuIdx; ++m)
     for (unsigned i = 0; i < kTlbSize; ++i)
       if (!info_[m][i].global) invalidate(e_[m][i]);
 }
 
 void Tlb::flush_pcid(uint16_t pcid) {
+  ++epoch_;
   for (unsigned m = 0; m < kNumMmuIdx; ++m)
     for (unsigned i = 0; i < kTlbSize; ++i)
       if (!info_[m][i].global && info_[m][i].pcid == pcid) invalidate(e_[m][i]);
 }
 
 void Tlb::flush_page(uint64_t la, uint16_t pcid, bool all_pcids) {
+  ++epoch_;
   const uint64_t page = la & kPageMask;
   const unsigned i = index(la);
   for (unsigned m = 0; m < kNumMmuIdx; ++m) {
@@ -35,6 +39,7 @@ void Tlb::flush_page(uint64_t la, uint16_t pcid, bool all_pcids) {
 }
 
 void Tlb::retag_globals(uint16_t pcid) {
+  ++epoch_;
   for (unsigned m = 0; m < kNumMmuIdx; ++m)
     for (unsigned i = 0; i < kTlbSize; ++i) {
       TlbEntryInfo& inf = info_[m][i];

@@ -60,6 +60,11 @@ class Tlb {
   // Drops fast write entries that point at a physical page (the page now holds code).
   void drop_writes_to(uint64_t pa_page);
 
+  // Bumped by every flush that can change an instruction fetch's translation, and by the Cpu
+  // on mode changes: links between decoded blocks are valid only within one epoch.
+  uint32_t epoch() const { return epoch_; }
+  void bump_epoch() { ++epoch_; }
+
  private:
   void invalidate(TlbEntry& e) {
     e.tag_read = kTlbInvalid;
@@ -68,6 +73,7 @@ class Tlb {
   }
   std::array<std::array<TlbEntry, kTlbSize>, kNumMmuIdx> e_{};
   std::array<std::array<TlbEntryInfo, kTlbSize>, kNumMmuIdx> info_{};
+  uint32_t epoch_ = 0;
 };
 
 }  // namespace nestvm::cpu
