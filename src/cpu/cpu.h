@@ -149,6 +149,9 @@ class Cpu {
   bool has_pending_event() const { return has_pending_event_; }
   void clear_pending_event() { has_pending_event_ = false; intercepted_ = false; }
   const Event& pending_event() const { return pending_event_; }
+  // The linear address a pending #PF reports (CR2 is loaded from it when the #PF is delivered;
+  // a VM exit for the #PF reports it as the exit qualification instead).
+  uint64_t pending_fault_address() const { return pending_cr2_; }
   // Delivers the pending event (or an external event) through the IDT, applying the
   // double-fault rules. Returns false on triple fault (the processor shuts down).
   bool deliver_pending_event();
