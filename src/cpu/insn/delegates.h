@@ -14,5 +14,9 @@ Handler select_pop_sreg(const DecodeInput& in, Insn& i);
 // system.cpp: MOV to/from CR0-CR8 and DR0-DR7.
 Handler select_mov_cr(const DecodeInput& in, Insn& i);
 Handler select_mov_dr(const DecodeInput& in, Insn& i);
+// string.cpp: the string forms of MOVSD and CMPSD (no visible operands); the SSE2 forms of the
+// same mnemonics belong to the SSE classes, whose selectors call these for the string forms.
+Handler select_movsd_string(const DecodeInput& in, Insn& i);
+Handler select_cmpsd_string(const DecodeInput& in, Insn& i);
 
 }  // namespace nestvm::cpu
