@@ -62,8 +62,10 @@ Status Cpu::set_cr0(uint64_t v) {
 
 Status Cpu::set_cr3(uint64_t v) {
   const bool pcide = state.cr4 & cr4::kPCIDE;
+  // Bit 63 is the no-flush hint only with CR4.PCIDE = 1 (SDM Vol. 3 §4.10.4.1); otherwise it is a
+  // reserved bit above MAXPHYADDR and the write is #GP(0) (SDM Vol. 3 Table 4-12).
   const bool no_flush = pcide && (v & cr3::kNoFlush);
-  v &= ~cr3::kNoFlush;
+  if (pcide) v &= ~cr3::kNoFlush;
   if (long_mode()) {
     if (v & ~((1ull << model_.maxphyaddr()) - 1)) return fault(Vector::kGP, 0);
   } else {
@@ -76,6 +78,9 @@ Status Cpu::set_cr3(uint64_t v) {
   else if (!no_flush) tlb_.flush_pcid(new_pcid);
   if (new_pcid != pcid_) tlb_.retag_globals(new_pcid);
   pcid_ = new_pcid;
+  // Linear addresses may now map other code, even when no TLB entry was flushed (PCID no-flush
+  // switch): links between decoded blocks must not survive the write.
+  tlb_.bump_epoch();
   return Status::kNext;
 }
 
@@ -114,7 +119,10 @@ Status Cpu::set_efer(uint64_t v) {
 
 Status Cpu::set_xcr0(uint64_t v) {
   // SDM Vol. 2 XSETBV: bit 0 must be 1; AVX needs SSE; bits the processor lacks are reserved.
-  uint64_t supported = xcr0::kX87 | xcr0::kSSE;
+  // The processor supports the components CPUID.(EAX=0DH,ECX=0):EDX:EAX reports, of those whose
+  // state the core carries (FpuState: x87 and SSE).
+  const CpuidResult d = model_.cpuid(0xd, 0);
+  const uint64_t supported = ((uint64_t(d.edx) << 32) | d.eax) & (xcr0::kX87 | xcr0::kSSE);
   if (!(v & xcr0::kX87) || (v & ~supported) || ((v & xcr0::kAVX) && !(v & xcr0::kSSE)))
     return fault(Vector::kGP, 0);
   state.xcr0 = v;

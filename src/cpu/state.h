@@ -99,6 +99,8 @@ struct CpuState {
   bool movss_blocking = false;
   bool nmi_blocking = false;
   Activity activity = Activity::kActive;
+  // An address range armed by MONITOR for a later MWAIT (SDM Vol. 2 MONITOR/MWAIT).
+  bool monitor_armed = false;
 };
 
 }  // namespace nestvm::cpu
