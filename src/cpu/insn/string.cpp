@@ -32,9 +32,10 @@ using namespace arch;
 enum class Rep : uint8_t { kNone, kRep, kRepe, kRepne };
 
 // Work per handler call: bytes moved by the fast path, or iterations done one at a time (each
-// charged kStepCost bytes).
+// charged kStepCost bytes; a port access, which runs device code, kIoStepCost).
 constexpr uint64_t kChunkBytes = 64 * 1024;
 constexpr uint64_t kStepCost = 16;
+constexpr uint64_t kIoStepCost = 256;
 
 template <unsigned A> inline uint64_t index_reg(const Cpu& c, Gpr r) { return c.state.gpr[r] & size_mask(A); }
 inline bool down(const Cpu& c) { return c.state.rflags & rflags::kDF; }
@@ -297,8 +298,9 @@ template <class Op, unsigned N, unsigned A, Rep R> struct Run {
         if (st != Status::kNext) return st;
         c.set_reg(A, kRcx, --count);
         if (count == 0 || stops(c)) return kDone;
-        if (budget <= kStepCost) return Status::kJumped;  // RIP stays at the instruction
-        budget -= kStepCost;
+        constexpr uint64_t kCost = Op::kIo ? kIoStepCost : kStepCost;
+        if (budget <= kCost) return Status::kJumped;  // RIP stays at the instruction
+        budget -= kCost;
       }
     }
   }

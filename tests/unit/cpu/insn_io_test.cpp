@@ -230,6 +230,23 @@ TEST(InsnIo, RepOutsWritesEachElementInOrder) {
   EXPECT_EQ(m.reg(cpu::kRcx), 0u);
 }
 
+TEST(InsnIo, LongRepOutsYieldsToTheRunLoop) {
+  TestMachine m;
+  m.enter_long64(layout::kCode);
+  m.load_code(layout::kCode, "rep outsb\n hlt", 64);
+  m.reg(cpu::kRsi) = layout::kData;
+  m.reg(cpu::kRcx) = 1000;
+  m.reg(cpu::kRdx) = 0xe9;
+  ASSERT_EQ(m.run(1), RunExit::kBudget);
+  EXPECT_GT(m.io.outs.size(), 0u);
+  EXPECT_LT(m.io.outs.size(), 1000u);
+  EXPECT_EQ(m.reg(cpu::kRcx), 1000u - m.io.outs.size());
+  EXPECT_EQ(m.cpu.state.rip, layout::kCode);
+  ASSERT_EQ(m.run(), RunExit::kHalted);
+  EXPECT_EQ(m.io.outs.size(), 1000u);
+  EXPECT_EQ(m.reg(cpu::kRsi), layout::kData + 1000);
+}
+
 TEST(InsnIo, OutsTakesASegmentOverride) {
   TestMachine m;
   m.enter_long64(layout::kCode);
