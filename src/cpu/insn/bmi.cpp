@@ -149,7 +149,19 @@ struct Bmi {
       return Status::kNext;
     }
   };
-  static Handler sized(unsigned n) { return n == 8 ? &H<8>::run : &H<4>::run; }
+  // SDM Vol. 2 §2.5: VEX-encoded GPR instructions are not supported in real and virtual-8086
+  // mode. Zydis rejects VEX in real mode; virtual-8086 code decodes as 16-bit protected mode
+  // code does, so 16-bit code checks at run time.
+  template <unsigned N> struct NotV86 {
+    static Status run(Cpu& c, const Insn& i) {
+      if (c.v86_mode()) return c.fault(arch::Vector::kUD);
+      return H<N>::run(c, i);
+    }
+  };
+  static Handler sized(unsigned n, bool check_v86) {
+    if (check_v86) return n == 8 ? &NotV86<8>::run : &NotV86<4>::run;
+    return n == 8 ? &H<8>::run : &H<4>::run;
+  }
 };
 
 constexpr Feature feature_of(BmiOp op) {
@@ -176,11 +188,12 @@ Handler select_bmi(const DecodeInput& in, Insn& i) {
   i.reg = reg_operand(in.ops[0]);  // the destination (VEX.vvvv for BLSI BLSMSK BLSR)
   if (l.vvvv != 0xff) i.aux = reg_operand(in.ops[l.vvvv]);
   const unsigned n = in.ops[0].size / 8;
+  const bool check_v86 = in.zi.encoding == ZYDIS_INSTRUCTION_ENCODING_VEX && in.mode == ZYDIS_MACHINE_MODE_LEGACY_16;
   if (is_reg(rm)) {
     i.rm = reg_operand(rm);
-    return Bmi<Op, false>::sized(n);
+    return Bmi<Op, false>::sized(n, check_v86);
   }
-  return Bmi<Op, true>::sized(n);
+  return Bmi<Op, true>::sized(n, check_v86);
 }
 
 }  // namespace

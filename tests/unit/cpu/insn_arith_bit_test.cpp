@@ -213,6 +213,56 @@ TEST(InsnArithBmi, MissingFeatureRaisesUd) {
   }
 }
 
+// SDM Vol. 2 §2.5: VEX-encoded GPR instructions #UD in real and virtual-8086 mode, but run in
+// 16-bit protected mode; ADCX (legacy encoding) runs everywhere.
+TEST(InsnArithBmi, VexFormsAreInvalidInRealAndVirtual8086Mode) {
+  const std::string kAndn = ".byte 0xc4, 0xe2, 0x60, 0xf2, 0xc1\n";  // andn eax, ebx, ecx
+  const std::string kAdcx = ".byte 0x66, 0x0f, 0x38, 0xf6, 0xc3\n";  // adcx eax, ebx
+  auto set_inputs = [](TestMachine& m) {
+    m.reg(cpu::kRax) = 0;
+    m.reg(cpu::kRbx) = 0xf0f0f0f0;
+    m.reg(cpu::kRcx) = 0xffff0000;
+  };
+  {
+    SCOPED_TRACE("real mode");
+    TestMachine m;
+    m.enter_real_mode(0x1000, 0);
+    m.load_code(0x10000, kAndn + "hlt", 16);
+    set_inputs(m);
+    ASSERT_EQ(m.run(), RunExit::kException);
+    EXPECT_EQ(m.cpu.pending_event().vector, uint8_t(arch::Vector::kUD));
+    EXPECT_EQ(m.reg(cpu::kRax), 0u);
+  }
+  {
+    SCOPED_TRACE("virtual-8086 mode");
+    TestMachine m;
+    m.enter_protected32(layout::kCode);
+    for (unsigned s = 0; s < arch::kNumSegRegs; ++s)
+      m.cpu.state.seg[s] = {0x2000, 0x20000, 0xffff, arch::ar::kP | arch::ar::kS | (3u << arch::ar::kDplShift) | 3};
+    m.cpu.state.rip = 0;
+    m.cpu.set_rflags(m.cpu.rflags() | arch::rflags::kVM);
+    m.cpu.refresh_mode();
+    ASSERT_TRUE(m.cpu.v86_mode());
+    m.load_code(0x20000, kAdcx + kAndn + "hlt", 16);
+    set_inputs(m);
+    ASSERT_EQ(m.run(), RunExit::kException);
+    EXPECT_EQ(m.cpu.pending_event().vector, uint8_t(arch::Vector::kUD));
+    EXPECT_EQ(m.cpu.state.rip, 5u);                // at ANDN: ADCX ran
+    EXPECT_EQ(m.reg(cpu::kRax), 0xf0f0f0f0u);      // 0 + EBX + CF (0)
+  }
+  {
+    SCOPED_TRACE("16-bit protected mode");
+    TestMachine m;
+    m.enter_protected32(0x9000);  // inside the 64 KiB limit of the 16-bit code segment
+    m.load_seg(arch::SegReg::kCS, sel::kCode16);
+    m.cpu.refresh_mode();
+    m.load_code(0x9000, kAndn + "hlt", 16);
+    set_inputs(m);
+    ASSERT_EQ(m.run(), RunExit::kHalted);
+    EXPECT_EQ(m.reg(cpu::kRax), 0x0f0f0000u);
+  }
+}
+
 // Without LZCNT/TZCNT their encodings (F3 0F BD / BC) are BSR/BSF with an ignored prefix.
 TEST(InsnArithBit, LzcntTzcntWithoutTheFeatureAreBsrBsf) {
   cpu::CpuModel model = cpu::CpuModel::max();
