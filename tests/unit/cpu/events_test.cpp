@@ -248,6 +248,36 @@ TEST(Events, TssTooShortForTheStackIsTsWithTrSelector) {
   EXPECT_EQ(m.reg(cpu::kRax), sel::kTss + 1u);
 }
 
+TEST(Events, ExpandDownStackSegmentRoomIsAboveTheLimit) {
+  TestMachine m;
+  stack_fault_setup(m, 0x58, 0x1010, 12);  // offsets 0x1000-0xffffffff: 16 bytes of room
+  set_gdt(m, 0x58, seg_desc(0, 0xfff, kDataDown, 0, true, false));
+  EXPECT_EQ(m.run(1000), RunExit::kBudget);
+  EXPECT_EQ(m.reg(cpu::kRax), 0x59u);
+
+  TestMachine k;
+  stack_fault_setup(k, 0x58, 0x2000, 12);
+  set_gdt(k, 0x58, seg_desc(0, 0xfff, kDataDown, 0, true, false));
+  EXPECT_EQ(k.run(1000), RunExit::kBudget);
+  EXPECT_EQ(k.reg(cpu::kRax), 0xbadu);  // the #UD handler ran at CPL 0
+  EXPECT_EQ(k.reg(cpu::kRsp), 0x2000u - 20);
+}
+
+TEST(Events, SixteenBitTssSuppliesTheRing0Stack) {
+  TestMachine m;
+  protected32(m);
+  m.poke<uint16_t>(layout::kTss + 2, 0x7000);   // SP0
+  m.poke<uint16_t>(layout::kTss + 4, sel::kData);  // SS0
+  m.cpu.state.tr = {sel::kTss, layout::kTss, 0x2b, arch::ar::kP | arch::sys_type::kTss16Busy};
+  m.set_idt_gate32(0x80, kHandler, sel::kCode32, 3);
+  m.load_code(layout::kCode, "int 0x80", 32);
+  m.load_code(kHandler, "mov esi, esp\n hlt", 32);
+  enter_user(m, sel::kUserCode32, layout::kCode, 0x60000);
+  ASSERT_EQ(m.run(), RunExit::kHalted);
+  EXPECT_EQ(m.reg(cpu::kRsi), 0x7000u - 20);
+  EXPECT_EQ(peek32(m, 0x7000 - 8), 0x60000u);
+}
+
 TEST(Events, SixteenBitGatePushesSixteenBitFrame) {
   TestMachine m;
   protected32(m);
@@ -386,6 +416,33 @@ TEST(Events, Long64PageFaultWhilePushingRestoresStateThenDoubleFaults) {
   EXPECT_EQ(peek64(m, f + 32), 0x60000u);
   EXPECT_EQ(peek64(m, f + 40), sel::kUserData);
   EXPECT_EQ(m.cpu.state.cr2, 0x3fe00ff8u);
+}
+
+// From compatibility mode the IDT, GDT and TSS are still at 64-bit linear addresses.
+TEST(Events, CompatibilityModeReadsSystemTablesAtFullAddresses) {
+  TestMachine m;
+  long64(m);
+  set_rsp0(m, 0x70000);
+  constexpr uint64_t kHigh = 1ull << 32;  // mapped to physical 0x400000 below
+  m.poke<uint64_t>(layout::kPml4 + 0x1000 + 4 * 8, 0x30000 | 7);
+  m.poke<uint64_t>(0x30000, 0x400000 | 0x87);
+  m.set_idt_gate64(0x80, kHandler, sel::kCode64, 3);
+  enter_user(m, sel::kUserCode32, layout::kCode, 0x60000);
+  // Move the IDT and GDT up; what stays at their old low addresses would be wrong.
+  for (uint64_t off = 0; off < 0x1000; off += 8) {
+    m.poke<uint64_t>(0x400000 + 0x1000 + off, m.peek<uint64_t>(layout::kGdt + off));
+    m.poke<uint64_t>(0x400000 + 0x2000 + off, m.peek<uint64_t>(layout::kIdt + off));
+    m.poke<uint64_t>(layout::kGdt + off, 0);
+    m.poke<uint64_t>(layout::kIdt + off, 0);
+  }
+  m.cpu.state.gdtr.base = kHigh + 0x1000;
+  m.cpu.state.idtr.base = kHigh + 0x2000;
+  m.load_code(layout::kCode, "mov eax, 7\n int 0x80", 32);
+  m.load_code(kHandler, "mov rsi, rsp\n hlt", 64);
+  ASSERT_EQ(m.run(), RunExit::kHalted);
+  EXPECT_EQ(m.reg(cpu::kRsi), 0x70000u - 40);
+  EXPECT_EQ(peek64(m, 0x70000 - 40), layout::kCode + 7);
+  EXPECT_EQ(m.cpu.state.seg[unsigned(SegReg::kCS)].selector, sel::kCode64);
 }
 
 TEST(Events, Long64NmiDeliveryBlocksNmisUntilIret) {
