@@ -49,6 +49,7 @@ void Cpu::reset(bool init) {
   if (!init) state.msr.apic_base = apic_base::kDefaultBase | apic_base::kEnable | apic_base::kBsp;
   lf = LazyFlags{};
   has_pending_event_ = false;
+  intercepted_ = false;
   nmi_pending_ = false;
   tlb_.flush_all();
   refresh_mode();
@@ -103,8 +104,10 @@ void Cpu::refresh_mode() {
   const bool pe = state.cr0 & cr0::kPE;
   const bool lma = state.msr.efer & efer::kLMA;
   if (!pe) {
-    decode_mode_ = ZYDIS_MACHINE_MODE_REAL_16;
-    code_size_ = 2;
+    // Real mode uses the cached CS.D too: code right after clearing CR0.PE (before the far
+    // jump that reloads CS) still runs with a 32-bit default size.
+    decode_mode_ = (cs.ar & ar::kDB) ? ZYDIS_MACHINE_MODE_LEGACY_32 : ZYDIS_MACHINE_MODE_REAL_16;
+    code_size_ = (cs.ar & ar::kDB) ? 4 : 2;
     cpl_ = 0;
   } else if (v86_mode()) {
     decode_mode_ = ZYDIS_MACHINE_MODE_LEGACY_16;
