@@ -1,5 +1,7 @@
 #include "test_machine.h"
 
+#include "vmm/bare_machine.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -72,24 +74,7 @@ void TestMachine::load_code(uint64_t pa, std::string_view src, int bits) {
 }
 
 void TestMachine::write_gdt() {
-  const uint64_t gdt[] = {
-      0,
-      0x00af9b000000ffffull,  // 0x08 code64 DPL0
-      0x00cf93000000ffffull,  // 0x10 data DPL0
-      0x00cf9b000000ffffull,  // 0x18 code32 DPL0
-      0x00cffb000000ffffull,  // 0x20 code32 DPL3
-      0x00cff3000000ffffull,  // 0x28 data DPL3
-      0x00affb000000ffffull,  // 0x30 code64 DPL3
-      0x00009b000000ffffull,  // 0x38 code16 DPL0
-  };
-  write(layout::kGdt, gdt, sizeof gdt);
-  // 0x40: available 64-bit TSS (16-byte descriptor), limit 0x67.
-  const uint64_t base = layout::kTss;
-  const uint64_t lo = 0x67 | ((base & 0xffffff) << 16) | (0x89ull << 40) | (((base >> 24) & 0xff) << 56);
-  const uint64_t hi = base >> 32;
-  poke(layout::kGdt + 0x40, lo);
-  poke(layout::kGdt + 0x48, hi);
-  cpu.state.gdtr = {layout::kGdt, 0x4f};
+  cpu.state.gdtr = {layout::kGdt, vmm::write_flat_gdt(ram, layout::kGdt, layout::kTss)};
 }
 
 void TestMachine::load_seg(SegReg s, uint16_t selector) {
@@ -125,30 +110,7 @@ void TestMachine::enter_protected32(uint32_t eip) {
   cpu.refresh_mode();
 }
 
-void TestMachine::enter_long64(uint64_t rip) {
-  cpu.reset();
-  write_gdt();
-  using namespace arch;
-  // Identity map of 4 GiB with 2 MiB pages.
-  poke<uint64_t>(layout::kPml4, (layout::kPml4 + 0x1000) | 7);
-  for (uint64_t i = 0; i < 4; ++i) {
-    const uint64_t pd = layout::kPml4 + 0x2000 + i * 0x1000;
-    poke<uint64_t>(layout::kPml4 + 0x1000 + i * 8, pd | 7);
-    for (uint64_t j = 0; j < 512; ++j) poke<uint64_t>(pd + j * 8, ((i << 30) | (j << 21)) | 0x87);
-  }
-  cpu.state.cr3 = layout::kPml4;
-  cpu.state.cr4 = cr4::kPAE | cr4::kOSFXSR | cr4::kOSXMMEXCPT;
-  cpu.state.msr.efer = efer::kLME | efer::kLMA | efer::kNXE | efer::kSCE;
-  cpu.state.cr0 = cr0::kPE | cr0::kMP | cr0::kET | cr0::kNE | cr0::kWP | cr0::kPG;
-  load_seg(SegReg::kCS, sel::kCode64);
-  for (SegReg s : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS}) load_seg(s, sel::kData);
-  cpu.state.tr = {sel::kTss, layout::kTss, 0x67, ar::kP | sys_type::kTss32Busy};
-  cpu.state.idtr = {layout::kIdt, 0xfff};
-  cpu.state.rip = rip;
-  cpu.state.gpr[cpu::kRsp] = layout::kStackTop;
-  cpu.flush_tlb_all();
-  cpu.refresh_mode();
-}
+void TestMachine::enter_long64(uint64_t rip) { vmm::enter_long_mode(cpu, ram, rip, layout::kStackTop); }
 
 cpu::RunExit TestMachine::run(uint64_t budget) { return cpu.run(budget); }
 

@@ -10,6 +10,7 @@
 
 #include "cpu/cpu.h"
 #include "cpu/memory.h"
+#include "vmm/bare_machine.h"
 
 namespace nestvm::test {
 
@@ -29,13 +30,13 @@ class TestIo : public cpu::IoBus {
   int pending_vector = -1;
 };
 
-// Physical layout used by the mode helpers.
+// Physical layout used by the mode helpers: the bare machine's (vmm/bare_machine.h).
 namespace layout {
-inline constexpr uint64_t kGdt = 0x1000;
-inline constexpr uint64_t kIdt = 0x2000;
-inline constexpr uint64_t kTss = 0x3000;
-inline constexpr uint64_t kPml4 = 0x10000;   // 4-level tables: PML4, PDPT, 4 PDs (identity, 2 MiB pages)
-inline constexpr uint64_t kStackTop = 0x80000;
+inline constexpr uint64_t kGdt = vmm::bare_layout::kGdt;
+inline constexpr uint64_t kIdt = vmm::bare_layout::kIdt;
+inline constexpr uint64_t kTss = vmm::bare_layout::kTss;
+inline constexpr uint64_t kPml4 = vmm::bare_layout::kPml4;  // PML4, PDPT, 4 PDs (identity, 2 MiB pages)
+inline constexpr uint64_t kStackTop = vmm::bare_layout::kStackTop;
 inline constexpr uint64_t kCode = 0x100000;
 inline constexpr uint64_t kData = 0x200000;
 }  // namespace layout
