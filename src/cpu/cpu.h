@@ -65,6 +65,7 @@ struct Translation {
   bool global = false;
   bool dirty = false;    // leaf D bit already set
   uint8_t pkey = 0;
+  uint8_t page_shift = 12;  // 12, 21, 22 or 30: the size of the page that maps it
 };
 
 class Cpu {

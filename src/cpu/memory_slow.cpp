@@ -69,6 +69,8 @@ Status Cpu::translate(uint64_t la, AccessKind kind, MmuIdx idx, SegReg seg, uint
   info.meta = &meta;
   info.pcid = pcid_;
   info.global = t.global;
+  info.page_shift = t.page_shift;
+  if (t.page_shift > 12) tlb_.note_large_fill();
   // A fast write entry needs the dirty bit already set (so the first write walks and sets it)
   // and a page without decoded code.
   if ((t.dirty || kind == AccessKind::kWrite) && can_access(AccessKind::kWrite, idx, t, state.cr0, state.cr4))

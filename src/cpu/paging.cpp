@@ -95,6 +95,7 @@ Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
       if (pde.value & rsvd) return reserved();
       pa_page = (pde.value & 0xffc00000ull) | (((pde.value >> 13) & 0xff) << 32);
       page_offset_mask = 0x3fffff;
+      t.page_shift = 22;
       t.global = (state.cr4 & cr4::kPGE) && (pde.value & pte::kG);
     } else {
       Level& p = levels[n++];
@@ -139,6 +140,7 @@ Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
       if (level == 1 || large) {
         pa_page = e & phys & ~((1ull << shift) - 1);
         page_offset_mask = (1ull << shift) - 1;
+        t.page_shift = uint8_t(shift);
         t.global = (state.cr4 & cr4::kPGE) && (e & pte::kG);
         break;
       }

@@ -4,6 +4,7 @@ namespace nestvm::cpu {
 
 void Tlb::flush_all() {
   ++epoch_;
+  large_fills_ = 0;
   for (auto& set : e_)
     for (auto& e : set) invalidate(e);
 }
@@ -36,6 +37,21 @@ void Tlb::flush_page(uint64_t la, uint16_t pcid, bool all_pcids) {
       break;
     }
   }
+}
+
+void Tlb::flush_page_any_size(uint64_t la, uint16_t pcid) {
+  flush_page(la, pcid);
+  if (!large_fills_) return;
+  for (unsigned m = 0; m < kNumMmuIdx; ++m)
+    for (unsigned i = 0; i < kTlbSize; ++i) {
+      const TlbEntryInfo& inf = info_[m][i];
+      if (inf.page_shift == 12 || !(inf.global || inf.pcid == pcid)) continue;
+      TlbEntry& e = e_[m][i];
+      uint64_t tag = e.tag_read;
+      if (tag == kTlbInvalid) tag = e.tag_write.load(std::memory_order_relaxed);
+      if (tag == kTlbInvalid) tag = e.tag_exec;
+      if (tag != kTlbInvalid && ((tag ^ la) >> inf.page_shift) == 0) invalidate(e);
+    }
 }
 
 void Tlb::retag_globals(uint16_t pcid) {

@@ -38,6 +38,7 @@ struct TlbEntryInfo {
   PageMeta* meta = nullptr;
   uint16_t pcid = 0;
   bool global = false;
+  uint8_t page_shift = 12;  // size of the page the entry is a 4 KiB piece of
 };
 
 class Tlb {
@@ -55,6 +56,11 @@ class Tlb {
   // Flushes the translations of one linear page for one PCID plus global ones (INVLPG,
   // INVPCID individual-address).
   void flush_page(uint64_t la, uint16_t pcid, bool all_pcids = false);
+  // Flushes every piece of the page, of whatever size, that maps la (INVLPG, INVPCID type 0):
+  // large pages are held as 4 KiB pieces, each remembering the size it came from.
+  void flush_page_any_size(uint64_t la, uint16_t pcid);
+  // Called when an entry is filled from a page larger than 4 KiB.
+  void note_large_fill() { ++large_fills_; }
   // Re-keys global entries to the PCID being switched to, so they keep matching.
   void retag_globals(uint16_t pcid);
   // Drops fast write entries that point at a physical page (the page now holds code).
@@ -74,6 +80,7 @@ class Tlb {
   std::array<std::array<TlbEntry, kTlbSize>, kNumMmuIdx> e_{};
   std::array<std::array<TlbEntryInfo, kTlbSize>, kNumMmuIdx> info_{};
   uint32_t epoch_ = 0;
+  uint32_t large_fills_ = 0;  // entries from large pages filled since the last full flush
 };
 
 }  // namespace nestvm::cpu

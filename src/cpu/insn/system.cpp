@@ -253,44 +253,9 @@ Handler select_smsw(const DecodeInput& in, Insn& i) {
 
 // ---- INVLPG, INVPCID ----------------------------------------------------------------------
 // Invalidates the translation of the page containing `la` for PCID `pcid` and global
-// translations (SDM Vol. 3 §4.10.4.1), whatever the size of that page. The TLB holds large
-// pages as 4-KByte pieces, so besides the piece of `la` this drops every piece that can belong
-// to a large page containing `la`: one in the same 2/4-MByte or 1-GByte region whose physical
-// address is congruent with its linear address modulo that size. Pieces of small pages that
-// happen to qualify go too, which the architecture allows ("may invalidate ... other linear
-// addresses").
+// translations (SDM Vol. 3 §4.10.4.1), whatever the size of that page.
 void invalidate_page(Cpu& c, uint64_t la, uint16_t pcid) {
-  Tlb& tlb = c.tlb();
-  tlb.flush_page(la, pcid);
-  uint64_t large = 0, huge = 0;
-  switch (c.paging_mode()) {
-    case PagingMode::kNone: return;
-    case PagingMode::k32Bit:
-      if (!(c.state.cr4 & cr4::kPSE)) return;
-      large = 4ull << 20;
-      break;
-    case PagingMode::kPae: large = 2ull << 20; break;
-    case PagingMode::k4Level:
-      large = 2ull << 20;
-      if (c.model().has(Feature::kPdpe1gb)) huge = 1ull << 30;
-      break;
-  }
-  auto within = [la](uint64_t page, uint64_t delta, uint64_t size) {
-    return size && ((page ^ la) & ~(size - 1)) == 0 && (delta & (size - 1)) == 0;
-  };
-  for (unsigned m = 0; m < kNumMmuIdx; ++m) {
-    for (unsigned k = 0; k < kTlbSize; ++k) {
-      const uint64_t slot = uint64_t(k) << 12;
-      const TlbEntry& e = tlb.entry(MmuIdx(m), slot);
-      uint64_t tag = e.tag_read;
-      if (tag == kTlbInvalid) tag = e.tag_write.load(std::memory_order_relaxed);
-      if (tag == kTlbInvalid) tag = e.tag_exec;
-      if (tag == kTlbInvalid) continue;
-      const uint64_t page = tag & kPageMask;
-      const uint64_t delta = page ^ tlb.info(MmuIdx(m), slot).pa_page;
-      if (within(page, delta, large) || within(page, delta, huge)) tlb.flush_page(page, pcid);
-    }
-  }
+  if (c.paging_mode() != PagingMode::kNone) c.tlb().flush_page_any_size(la, pcid);
 }
 
 // INVLPG does not access memory: no segment or page checks, and a non-canonical address
