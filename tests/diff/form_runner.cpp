@@ -80,7 +80,7 @@ FormResult FormRunner::run(const Form& form, const FormRunConfig& cfg) {
     for (const Instance& inst : instances) {
       native_.load_code(inst.bytes.data(), inst.bytes.size());
       core_.load_code(inst.bytes.data(), inst.bytes.size());
-      InputGen gen(inst, rng);
+      InputGen gen(inst, rng, &NativeRunner::address_is_safe);
       const unsigned n = phase == 0 ? std::min(kProbeInputs, per_instance) : per_instance - std::min(kProbeInputs, per_instance);
       for (unsigned k = 0; k < n; ++k) {
         gen.next(*in);

@@ -14,6 +14,9 @@ constexpr uint64_t kStatusFlags = 0x8d5;  // CF PF AF ZF SF OF
 constexpr uint64_t kDF = 1u << 10;
 
 uint64_t size_mask(unsigned bytes) { return bytes >= 8 ? ~0ull : (1ull << (8 * bytes)) - 1; }
+uint64_t sign_extend_bits(uint64_t v, unsigned bits) {
+  return bits >= 64 ? v : uint64_t(int64_t(v << (64 - bits)) >> (64 - bits));
+}
 
 bool is_explicit_memory(const ZydisDecodedOperand& op) {
   return op.type == ZYDIS_OPERAND_TYPE_MEMORY && op.mem.type == ZYDIS_MEMOP_TYPE_MEM &&
@@ -137,6 +140,7 @@ void InputGen::divide_policy(InputState& in) {
   const uint64_t mask = size_mask(bytes);
   const uint64_t divisor = read_operand(in, src);
   const bool is_signed = zi.mnemonic == ZYDIS_MNEMONIC_IDIV;
+  if ((address_registers() >> (bytes == 1 ? 0 : 2)) & 1) return;  // AH/RDX also forms the address
   uint64_t high;
   if (is_signed) {
     const uint64_t low = bytes == 1 ? in.gpr[0] & 0xff : in.gpr[0] & mask;
@@ -153,6 +157,7 @@ void InputGen::compare_exchange_policy(InputState& in) {
   const ZydisDecodedInstruction& zi = inst_.d.zi;
   if (!rng_.chance(1, 2)) return;
   const ZydisDecodedOperand& dst = inst_.d.ops[0];
+  if (address_registers() & 0x5) return;  // RAX or RDX also forms the address
   if (zi.mnemonic == ZYDIS_MNEMONIC_CMPXCHG) {
     const uint64_t mask = size_mask(dst.size / 8);
     in.gpr[0] = (in.gpr[0] & ~mask) | read_operand(in, dst);
@@ -186,7 +191,56 @@ void InputGen::branch_target_policy(InputState& in) {
   }
 }
 
+// GPRs that form the address of an explicit memory operand (a policy must not move them).
+uint16_t InputGen::address_registers() const {
+  uint16_t mask = 0;
+  for (unsigned k = 0; k < inst_.d.zi.operand_count_visible; ++k) {
+    const ZydisDecodedOperand& op = inst_.d.ops[k];
+    if (op.type != ZYDIS_OPERAND_TYPE_MEMORY) continue;
+    if (is_gpr(op.mem.base)) mask |= uint16_t(1u << slot(op.mem.base));
+    if (is_gpr(op.mem.index)) mask |= uint16_t(1u << slot(op.mem.index));
+  }
+  return mask;
+}
+
+// Every explicit memory access either stays in the test region or cannot reach host memory.
+// (Implicit accesses use RSP, RSI, RDI, RBX, RBP, which the policies place in the region.)
+bool InputGen::safe_for_host(const InputState& in) const {
+  const ZydisDecodedInstruction& zi = inst_.d.zi;
+  for (unsigned k = 0; k < zi.operand_count_visible; ++k) {
+    const ZydisDecodedOperand& op = inst_.d.ops[k];
+    if (op.type != ZYDIS_OPERAND_TYPE_MEMORY || op.mem.type != ZYDIS_MEMOP_TYPE_MEM) continue;
+    uint64_t la = effective_address(in, op, zi.length);
+    const uint64_t len = std::max(op.size / 8u, 1u);
+    // BT family with a register bit offset: the operand is found relative to the offset
+    // (SDM Vol. 2, BT: the offset is signed, in units of the operand size).
+    if (k == 0 && zi.operand_count_visible > 1 && is_gpr(inst_.d.ops[1]) &&
+        (zi.mnemonic == ZYDIS_MNEMONIC_BT || zi.mnemonic == ZYDIS_MNEMONIC_BTS || zi.mnemonic == ZYDIS_MNEMONIC_BTR ||
+         zi.mnemonic == ZYDIS_MNEMONIC_BTC)) {
+      const unsigned bits = inst_.d.ops[1].size;
+      const int64_t off = bits == 64 ? int64_t(in.gpr[slot(inst_.d.ops[1].reg.value)])
+                                     : int64_t(sign_extend_bits(register_value(in, inst_.d.ops[1].reg.value), bits));
+      la += uint64_t((off >> 3) & ~int64_t(len - 1));
+    }
+    if (!safe_(la, len)) return false;
+  }
+  return true;
+}
+
 void InputGen::next(InputState& in) {
+  // Inputs that would make the host touch its own memory are drawn again; after a few tries the
+  // explicit memory operands are pinned to the scratch area.
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    draw(in);
+    if (safe_for_host(in)) return;
+  }
+  for (uint64_t& r : in.gpr) r &= 0xff;
+  in.gpr[4] = kStackLow;
+  for (unsigned k = 0; k < inst_.d.zi.operand_count_visible; ++k)
+    if (is_explicit_memory(inst_.d.ops[k])) place_memory_operand(in, inst_.d.ops[k]);
+}
+
+void InputGen::draw(InputState& in) {
   const ZydisDecodedInstruction& zi = inst_.d.zi;
   const ZydisDecodedOperand* ops = inst_.d.ops;
   const ZydisMnemonic m = zi.mnemonic;

@@ -11,12 +11,20 @@
 
 namespace nestvm::diff {
 
+// Whether the host may run an instruction that accesses [la, la + len): false when that memory
+// is mapped in the test process outside the test region (the access would succeed natively,
+// fault in the core, and scribble on the host).
+using AddressCheck = bool (*)(uint64_t la, uint64_t len);
+
 class InputGen {
  public:
-  InputGen(const Instance& inst, Rng& rng) : inst_(inst), rng_(rng) {}
+  InputGen(const Instance& inst, Rng& rng, AddressCheck safe) : inst_(inst), rng_(rng), safe_(safe) {}
   void next(InputState& in);
 
  private:
+  void draw(InputState& in);
+  bool safe_for_host(const InputState& in) const;
+  uint16_t address_registers() const;
   uint64_t& reg(InputState& in, ZydisRegister r);
   uint64_t read_operand(const InputState& in, const ZydisDecodedOperand& op) const;
   void write_mem(InputState& in, uint64_t la, uint64_t v, unsigned size);
@@ -29,6 +37,7 @@ class InputGen {
 
   const Instance& inst_;
   Rng& rng_;
+  AddressCheck safe_;
 };
 
 }  // namespace nestvm::diff

@@ -5,7 +5,9 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <cstring>
 
 namespace nestvm::diff {
@@ -16,6 +18,11 @@ constexpr size_t kHarnessSize = 0x1000;
 constexpr size_t kResumeOffset = 0x400;
 constexpr size_t kDataOffset = 0x800;
 constexpr size_t kAltStackSize = 256 * 1024;
+// PROT_NONE reservations around the region: near misses fault without a mapping lookup.
+constexpr uint64_t kReserve = 64ull << 20;
+constexpr uint64_t kReserveLow = kBase - kReserve;
+constexpr uint64_t kReserveHigh = kBase + kRegionSize + kReserve;
+bool g_reserved_below = false, g_reserved_above = false;
 
 // The input block the prologue reads (RIP-relative) and the host stack pointer it saves.
 struct HarnessData {
@@ -188,6 +195,9 @@ bool NativeRunner::map_region(std::string& error) {
       return false;
     }
   }
+  // Best effort: an address range someone else holds is checked page by page instead.
+  g_reserved_below = map_fixed(kReserveLow, kReserve, PROT_NONE) != nullptr;
+  g_reserved_above = map_fixed(kBase + kRegionSize, kReserve, PROT_NONE) != nullptr;
   void* h = mmap(nullptr, kHarnessSize, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (h == MAP_FAILED) {
     error = "cannot map the harness page";
@@ -229,7 +239,23 @@ NativeRunner::~NativeRunner() {
   if (alt_stack_) munmap(alt_stack_, kAltStackSize);
   if (harness_) munmap(harness_, kHarnessSize);
   munmap(reinterpret_cast<void*>(kBase), kRegionSize);
+  if (g_reserved_below) munmap(reinterpret_cast<void*>(kReserveLow), kReserve);
+  if (g_reserved_above) munmap(reinterpret_cast<void*>(kBase + kRegionSize), kReserve);
+  g_reserved_below = g_reserved_above = false;
   g_data = nullptr;
+}
+
+bool NativeRunner::address_is_safe(uint64_t la, uint64_t len) {
+  const uint64_t first = la & ~(kPage - 1), last = (la + std::max<uint64_t>(len, 1) - 1) & ~(kPage - 1);
+  for (uint64_t page = first, n = (last - first) / kPage + 1; n--; page += kPage) {
+    if (uint64_t((int64_t(page) >> 47) + 1) > 1) continue;  // non-canonical: #GP, never an access
+    if (page >= kBase && page < kBase + kRegionSize) continue;
+    if (g_reserved_below && page >= kReserveLow && page < kBase) continue;
+    if (g_reserved_above && page >= kBase + kRegionSize && page < kReserveHigh) continue;
+    // msync fails with ENOMEM exactly when the page is not mapped.
+    if (msync(reinterpret_cast<void*>(page), 1, MS_ASYNC) == 0 || errno != ENOMEM) return false;
+  }
+  return true;
 }
 
 void NativeRunner::load_code(const uint8_t* bytes, size_t len) {

@@ -26,6 +26,10 @@ class NativeRunner {
   void load_code(const uint8_t* bytes, size_t len);
   void run(const InputState& in, Outcome& out);
 
+  // Whether an access to [la, la + len) cannot touch the test process's own memory: inside the
+  // test region or its reserved surroundings, non-canonical, or unmapped.
+  static bool address_is_safe(uint64_t la, uint64_t len);
+
   // The data segment selectors the host runs user code with (the core is given the same).
   uint16_t ds() const { return ds_; }
   uint16_t es() const { return es_; }
