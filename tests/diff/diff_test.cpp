@@ -29,7 +29,7 @@ namespace {
 constexpr uint64_t kDefaultSeed = 0x6e657374766d3031ull;
 constexpr unsigned kInputsPerForm = 2000;
 // The default until every instruction class has landed; then it becomes true.
-constexpr bool kStrictByDefault = false;
+constexpr bool kStrictByDefault = true;
 
 uint64_t env_u64(const char* name, uint64_t fallback) {
   const char* v = std::getenv(name);

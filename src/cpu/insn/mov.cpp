@@ -101,13 +101,24 @@ Handler select_extend(const DecodeInput& in, Insn& i) {
   i.reg = reg_operand(d);
   const bool mem = is_mem(s);
   if (!mem) i.rm = reg_operand(s);
-  const unsigned dn = d.size / 8, sn = s.size / 8;
+  unsigned dn = d.size / 8, sn = s.size / 8;
+  // MOVSXD with a 16-bit operand size reads and moves only 16 bits (as processors do, though
+  // Zydis lists the source as 32-bit).
+  if (in.zi.mnemonic == ZYDIS_MNEMONIC_MOVSXD && dn == 2) sn = 2;
 #define NESTVM_EXT(D, S) if (dn == D && sn == S) return mem ? &extend<D, S, Signed, true> : &extend<D, S, Signed, false>;
   NESTVM_EXT(2, 1) NESTVM_EXT(4, 1) NESTVM_EXT(8, 1)
   NESTVM_EXT(2, 2) NESTVM_EXT(4, 2) NESTVM_EXT(8, 2)
-  NESTVM_EXT(4, 4) NESTVM_EXT(8, 4) NESTVM_EXT(2, 4)
+  NESTVM_EXT(4, 4) NESTVM_EXT(8, 4)
 #undef NESTVM_EXT
   return nullptr;
+}
+
+// MOVNTI: a store of a general-purpose register with a non-temporal hint (SSE2), which the core
+// has no cache to honour.
+Handler select_movnti(const DecodeInput& in, Insn& i) {
+  if (!in.model.has(Feature::kSse2)) return nullptr;
+  i.rm = reg_operand(in.ops[1]);
+  return in.ops[0].size == 64 ? &MovMR<8>::run : &MovMR<4>::run;
 }
 
 // ---- LEA ----------------------------------------------------------------------------------
@@ -281,6 +292,7 @@ void register_mov(SelectorTable& t) {
   t.add(ZYDIS_MNEMONIC_MOVSX, &select_extend<true>);
   t.add(ZYDIS_MNEMONIC_MOVSXD, &select_extend<true>);
   t.add(ZYDIS_MNEMONIC_LEA, &select_lea);
+  t.add(ZYDIS_MNEMONIC_MOVNTI, &select_movnti);
   t.add(ZYDIS_MNEMONIC_XCHG, &select_xchg);
   t.add(ZYDIS_MNEMONIC_BSWAP, &select_bswap);
   t.add(ZYDIS_MNEMONIC_MOVBE, &select_movbe);

@@ -117,10 +117,11 @@ template <unsigned N> struct Enter {
       sp = (sp - N) & mask;
       if ((st = c.write<uint_t<N>>(SegReg::kSS, sp, uint_t<N>(frame))) != Status::kNext) return st;
     }
-    // SDM Vol. 2, ENTER: #SS(0) if the new rSP is outside the stack segment's limit.
+    // SDM Vol. 2, ENTER: the processor checks that a write at the final rSP would succeed
+    // (#SS(0) outside the stack segment, #PF if its page is not writable), before changing rSP.
     const uint64_t new_sp = (sp - alloc) & mask;
-    const SegCache& ssc = c.seg_cache(SegReg::kSS);
-    if (new_sp < ssc.wr_lo || new_sp > ssc.wr_hi) return c.fault(Vector::kSS, 0);
+    Cpu::RmwRef<uint_t<N>> probe;
+    if ((st = c.rmw_ref<uint_t<N>>(SegReg::kSS, new_sp, probe)) != Status::kNext) return st;
     set_reg<N>(c, kRbp, frame);
     c.set_sp(new_sp);
     return Status::kNext;

@@ -278,6 +278,17 @@ template <class Op, unsigned N, unsigned A, Rep R> struct Run {
       uint64_t count = index_reg<A>(c, kRcx);
       if (count == 0) return kDone;
       uint64_t budget = (c.state.rflags & rflags::kTF) ? 0 : kChunkBytes;
+      // Until the instruction completes, RFLAGS stay as they were before it: a fault part-way
+      // restores them (SDM Vol. 2 REP: "the EFLAGS value is restored to the state prior to the
+      // execution of the instruction"), and so does stopping between chunks, so that a later
+      // chunk's fault restores the same pre-instruction value.
+      const LazyFlags saved_lf = c.lf;
+      const uint64_t saved_rflags = c.state.rflags;
+      auto unfinished = [&](Status st) {
+        c.lf = saved_lf;
+        c.state.rflags = saved_rflags;
+        return st;
+      };
       for (;;) {
         if constexpr (Op::kBulk) {
           if (budget >= N) {
@@ -289,17 +300,17 @@ template <class Op, unsigned N, unsigned A, Rep R> struct Run {
               c.set_reg(A, kRcx, count);
               if (count == 0) return kDone;
               budget -= done * N;
-              if (budget < N) return Status::kJumped;
+              if (budget < N) return unfinished(Status::kJumped);
               continue;
             }
           }
         }
         const Status st = Op::step(c, i);
-        if (st != Status::kNext) return st;
+        if (st != Status::kNext) return st == Status::kFault ? unfinished(st) : st;
         c.set_reg(A, kRcx, --count);
         if (count == 0 || stops(c)) return kDone;
         constexpr uint64_t kCost = Op::kIo ? kIoStepCost : kStepCost;
-        if (budget <= kCost) return Status::kJumped;  // RIP stays at the instruction
+        if (budget <= kCost) return unfinished(Status::kJumped);  // RIP stays at the instruction
         budget -= kCost;
       }
     }
