@@ -94,7 +94,14 @@ Decoder::Decoder(const CpuModel& model) : model_(model) {
 DecodeError Decoder::decode(uint8_t mode, const uint8_t* bytes, size_t avail, Insn& out) const {
   ZydisDecodedInstruction zi;
   ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
-  const ZyanStatus st = ZydisDecoderDecodeFull(&dec_[mode], bytes, avail, &zi, ops);
+  ZyanStatus st = ZydisDecoderDecodeFull(&dec_[mode], bytes, avail, &zi, ops);
+  if (!ZYAN_SUCCESS(st) && mode == ZYDIS_MACHINE_MODE_REAL_16) {
+    // Zydis treats SYSENTER/SYSEXIT as invalid in real mode; the processor decodes them and
+    // raises #GP(0) there (SDM Vol. 2 SYSENTER, "Real-Address Mode Exceptions").
+    const ZyanStatus st16 = ZydisDecoderDecodeFull(&dec_[ZYDIS_MACHINE_MODE_LEGACY_16], bytes, avail, &zi, ops);
+    if (ZYAN_SUCCESS(st16) && (zi.mnemonic == ZYDIS_MNEMONIC_SYSENTER || zi.mnemonic == ZYDIS_MNEMONIC_SYSEXIT))
+      st = st16;
+  }
   if (!ZYAN_SUCCESS(st)) {
     if (st == ZYDIS_STATUS_NO_MORE_DATA) return avail >= 15 ? DecodeError::kTooLong : DecodeError::kNeedMore;
     if (st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG) return DecodeError::kTooLong;

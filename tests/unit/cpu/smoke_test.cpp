@@ -100,3 +100,34 @@ TEST(Smoke, FaultIsReportedWithRipAtTheInstruction) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+TEST(Decode, InvalidOpcodeIsUdAndOverlongInstructionIsGp) {
+  TestMachine m;
+  m.enter_long64(layout::kCode);
+  m.load_code(layout::kCode, ".byte 0x06", 64);        // PUSH ES: invalid in 64-bit mode
+  ASSERT_EQ(m.run(), cpu::RunExit::kException);
+  EXPECT_EQ(m.cpu.pending_event().vector, uint8_t(arch::Vector::kUD));
+  EXPECT_EQ(m.cpu.state.rip, layout::kCode);
+
+  TestMachine m2;
+  m2.enter_long64(layout::kCode);
+  // Fourteen operand-size prefixes before a 2-byte instruction: 16 bytes in all.
+  m2.load_code(layout::kCode, ".fill 14, 1, 0x66\n.byte 0x01, 0xc0", 64);
+  ASSERT_EQ(m2.run(), cpu::RunExit::kException);
+  EXPECT_EQ(m2.cpu.pending_event().vector, uint8_t(arch::Vector::kGP));
+  EXPECT_EQ(m2.cpu.pending_event().error, 0u);
+}
+
+TEST(Decode, SysenterInRealModeIsGp) {
+  TestMachine m;
+  m.enter_real_mode(0x1000, 0);
+  m.load_code(0x10000, ".byte 0x0f, 0x34", 16);
+  ASSERT_EQ(m.run(), cpu::RunExit::kException);
+  EXPECT_EQ(m.cpu.pending_event().vector, uint8_t(arch::Vector::kGP));
+}
+
+}  // namespace
+}  // namespace nestvm::test
