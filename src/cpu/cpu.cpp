@@ -4,6 +4,7 @@
 #include "arch/msr_index.h"
 #include "cpu/block_cache.h"
 #include "cpu/memory.h"
+#include "cpu/vmx/capabilities.h"
 
 namespace nestvm::cpu {
 
@@ -12,6 +13,7 @@ using namespace arch;
 Cpu::Cpu(PhysMem& mem, const CpuModel& model, IoBus* io)
     : mem_(mem), model_(model), io_(io), blocks_(std::make_unique<BlockCache>(model)) {
   mem_.code_tracker().register_tlb(&tlb_);
+  vmx_caps_ = silicon_vmx_capabilities(model_, cr4_valid_bits());
   reset();
 }
 
@@ -50,6 +52,8 @@ void Cpu::reset(bool init) {
   lf = LazyFlags{};
   has_pending_event_ = false;
   intercepted_ = false;
+  vmx_.non_root = false;
+  vmx_.exit_pending = false;
   nmi_pending_ = false;
   tlb_.flush_all();
   refresh_mode();
@@ -302,6 +306,10 @@ RunExit Cpu::run(uint64_t budget) {
   uint64_t prev_rip = 0;
   uint32_t prev_epoch = 0;
   for (;;) {
+    if (vmx_.exit_pending) {
+      vmx_.exit_pending = false;
+      return RunExit::kVmExit;
+    }
     if (has_pending_event_) {
       prev = nullptr;
       if (intercept_exceptions && pending_event_.type == EventType::kHardwareException && !intercepted_) {

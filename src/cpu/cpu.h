@@ -17,6 +17,7 @@
 #include "cpu/phys_mem.h"
 #include "cpu/state.h"
 #include "cpu/tlb.h"
+#include "cpu/vmx/vmx_state.h"
 
 namespace nestvm::cpu {
 
@@ -45,6 +46,21 @@ enum class RunExit : uint8_t {
   kBudget,    // the instruction budget ran out
   kKicked,    // another thread asked this vCPU to stop (Cpu::kick)
   kException, // an exception is pending and intercept_exceptions is set (not delivered yet)
+  kVmExit,    // a VM exit left VMX non-root operation; the exit information is in the VMCS
+};
+
+// The outcome of a VMX operation the silicon performs for L0 (SDM Vol. 3 §31.2 conventions).
+struct VmxResult {
+  enum class Kind : uint8_t {
+    kSucceed,
+    kFailInvalid,  // no current VMCS
+    kFailValid,    // error number in `error` (and in the VMCS's VM_INSTRUCTION_ERROR)
+    kEntryFailed,  // VM entry failed with a VM exit (reason bit 31): run() not needed
+  };
+  Kind kind = Kind::kSucceed;
+  arch::VmxError error{};
+  const char* rule = "";  // for kFailValid/kEntryFailed from the entry checks: the rule broken
+  bool ok() const { return kind == Kind::kSucceed; }
 };
 
 // The hidden part of a segment register turned into what the access fast path needs.
@@ -214,6 +230,36 @@ class Cpu {
   uint64_t cr4_valid_bits() const;
   uint64_t efer_valid_bits() const;
 
+  // ---- VMX: the silicon, driven by L0 from C++ (cpu/vmx/) --------------------------------
+  // VMCS regions are 4 KiB pages of the physical space (PhysMem) at host-physical addresses.
+  VmxResult vmclear(uint64_t hpa);
+  VmxResult vmptrld(uint64_t hpa);
+  uint64_t vmptrst() const { return vmx_.current_vmcs; }
+  VmxResult vmread(uint64_t encoding, uint64_t& value);
+  VmxResult vmwrite(uint64_t encoding, uint64_t value);
+  // VM entry with the current VMCS (VMLAUNCH, or VMRESUME when `resume`): the checks of SDM
+  // Chapter 27, guest-state and MSR loading, event injection. On kSucceed the processor is in
+  // VMX non-root operation and run() executes the guest until a VM exit (RunExit::kVmExit).
+  VmxResult vm_enter(bool resume);
+  bool vmx_non_root() const { return vmx_.non_root; }
+  const VmxControls& vmx_controls() const { return vmx_.ctl; }
+  VmcsRegion& current_vmcs() { return vmx_.current; }
+  // The silicon's VMX capabilities (what its capability MSRs would report).
+  const arch::VmxCapabilities& vmx_caps() const { return vmx_caps_; }
+  // A VM exit now, from non-root operation (SDM Chapter 28): saves guest state, writes the exit
+  // information, loads host state and the exit MSR-load list. Returns Status::kExit so that a
+  // handler can `return c.vm_exit(...)`; RIP/state are those the exit saves.
+  Status vm_exit(const VmExitInfo& info);
+  // An exit caused by the instruction `i` (RIP at the instruction; VM_EXIT_INSTRUCTION_LEN).
+  Status vm_exit_for(const Insn& i, arch::ExitReason reason, uint64_t qualification = 0, uint32_t insn_info = 0) {
+    VmExitInfo e;
+    e.reason = uint32_t(reason);
+    e.qualification = qualification;
+    e.instruction_len = i.len;
+    e.instruction_info = insn_info;
+    return vm_exit(e);
+  }
+
   // Port I/O with the TSS I/O-permission-bitmap check done by the caller (insn/io.cpp).
   uint32_t io_in(uint16_t port, unsigned size);
   void io_out(uint16_t port, unsigned size, uint32_t v);
@@ -261,6 +307,15 @@ class Cpu {
   const Block* next_linked_block(const Block& from);
   void step_one();
   void on_fault_in_block();
+
+  // VMX (cpu/vmx/)
+  void vmx_load_guest_state(VmcsRegion& v);
+  void vmx_save_guest_state(VmcsRegion& v);
+  void vmx_load_host_state(VmcsRegion& v);
+  bool vmx_process_msr_list(uint64_t addr, uint32_t count, bool store, uint32_t& failed_index);
+  VmxResult vmx_fail(arch::VmxError e);
+  VmxState vmx_;
+  arch::VmxCapabilities vmx_caps_;
 
   PhysMem& mem_;
   const CpuModel& model_;

@@ -1,0 +1,60 @@
+// The VMX unit of one logical processor: the current-VMCS pointer, VMX non-root operation,
+// and the controls of the current VMCS cached at VM entry for the checks non-root execution
+// makes on every exiting instruction (SDM Vol. 3 Chapters 25-28).
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "arch/vmx.h"
+#include "cpu/vmx/vmcs_region.h"
+
+namespace nestvm::cpu {
+
+// The VM-execution, exit and entry controls in force while in VMX non-root operation,
+// copied from the current VMCS at VM entry (the processor may cache them; software changes
+// them only through VMWRITE between entries).
+struct VmxControls {
+  uint32_t pin = 0, proc = 0, proc2 = 0, exit = 0, entry = 0;
+  uint32_t exception_bitmap = 0, pfec_mask = 0, pfec_match = 0;
+  uint64_t cr0_mask = 0, cr4_mask = 0, cr0_shadow = 0, cr4_shadow = 0;
+  uint32_t cr3_target_count = 0;
+  std::array<uint64_t, 4> cr3_targets{};
+  uint64_t io_bitmap_a = 0, io_bitmap_b = 0, msr_bitmap = 0;
+  uint64_t tsc_offset = 0;
+  uint64_t eptp = 0;
+  uint16_t vpid = 0;
+  uint64_t virtual_apic_page = 0, apic_access_addr = 0;
+  uint32_t tpr_threshold = 0;
+  uint64_t vmread_bitmap = 0, vmwrite_bitmap = 0, vmcs_link_pointer = ~0ull;
+  uint32_t ple_gap = 0, ple_window = 0;
+  uint64_t xss_exit_bitmap = 0;
+
+  bool has(uint32_t proc_bit) const { return proc & proc_bit; }
+  // A secondary control is in force only with "activate secondary controls" (SDM §25.6.2).
+  bool has2(uint32_t proc2_bit) const { return (proc & arch::proc::kActivateSecondary) && (proc2 & proc2_bit); }
+};
+
+// Exit information a VM exit writes into the VMCS (SDM §25.9).
+struct VmExitInfo {
+  uint32_t reason = 0;
+  uint64_t qualification = 0;
+  uint64_t guest_linear_address = 0;
+  uint64_t guest_physical_address = 0;
+  uint32_t instruction_len = 0;
+  uint32_t instruction_info = 0;
+  uint32_t intr_info = 0;        // VM_EXIT_INTR_INFO
+  uint32_t intr_error_code = 0;
+  uint32_t idt_vectoring_info = 0;
+  uint32_t idt_vectoring_error_code = 0;
+  uint64_t io_rcx = 0, io_rsi = 0, io_rdi = 0, io_rip = 0;
+};
+
+struct VmxState {
+  uint64_t current_vmcs = ~0ull;  // host-physical address from VMPTRLD; ~0 when invalid
+  VmcsRegion current;             // its host mapping
+  bool non_root = false;
+  VmxControls ctl;
+  bool exit_pending = false;      // a VM exit happened; run() returns RunExit::kVmExit
+};
+
+}  // namespace nestvm::cpu
