@@ -11,7 +11,8 @@ uint64_t Cpu::cr4_valid_bits() const {
   uint64_t v = cr4::kVME | cr4::kPVI | cr4::kTSD | cr4::kDE | cr4::kPSE | cr4::kPAE | cr4::kMCE |
                cr4::kPGE | cr4::kPCE | cr4::kOSFXSR | cr4::kOSXMMEXCPT;
   if (model_.has(Feature::kUmip)) v |= cr4::kUMIP;
-  if (model_.has(Feature::kVmx)) v |= cr4::kVMXE;
+  // In VMX non-root operation CR4.VMXE is 1 (IA32_VMX_CR4_FIXED0) whatever CPUID tells the guest.
+  if (model_.has(Feature::kVmx) || vmx_.non_root) v |= cr4::kVMXE;
   if (model_.has(Feature::kFsgsbase)) v |= cr4::kFSGSBASE;
   if (model_.has(Feature::kPcid)) v |= cr4::kPCIDE;
   if (model_.has(Feature::kXsave)) v |= cr4::kOSXSAVE;

@@ -246,6 +246,8 @@ class Cpu {
   VmcsRegion& current_vmcs() { return vmx_.current; }
   // The silicon's VMX capabilities (what its capability MSRs would report).
   const arch::VmxCapabilities& vmx_caps() const { return vmx_caps_; }
+  // PAUSE-loop exiting's timing state (cpu/vmx/pause_loop.cpp).
+  PauseLoop& vmx_pause_loop() { return vmx_.pause_loop; }
   // A VM exit now, from non-root operation (SDM Chapter 28): saves guest state, writes the exit
   // information, loads host state and the exit MSR-load list. Returns Status::kExit so that a
   // handler can `return c.vm_exit(...)`; RIP/state are those the exit saves.

@@ -27,6 +27,7 @@ const SelectorTable& selector_table() {
     register_misc(t);
     register_fpu_state(t);
     register_sse_move(t);
+    register_vmx(t);
     return t;
   }();
   return table;

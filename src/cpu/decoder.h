@@ -91,5 +91,7 @@ void register_io(SelectorTable&);
 void register_misc(SelectorTable&);
 void register_fpu_state(SelectorTable&);
 void register_sse_move(SelectorTable&);
+// cpu/vmx/vmx_instructions.cpp: the VMX instructions executed by guest code.
+void register_vmx(SelectorTable&);
 
 }  // namespace nestvm::cpu

@@ -182,10 +182,13 @@ template <bool kEcx1> Status xgetbv(Cpu& c, const Insn&) {
 }
 
 // XSETBV: CPL 0, ECX = 0 (XCR0 is the only extended control register); the value's checks
-// are set_xcr0's.
-Status xsetbv(Cpu& c, const Insn&) {
+// are set_xcr0's. In VMX non-root operation it exits unconditionally (SDM §26.1.2) after the #UD
+// and the CPL check, before the checks of ECX and the value (§26.1.1).
+Status xsetbv(Cpu& c, const Insn& i) {
   if (!(c.state.cr4 & cr4::kOSXSAVE)) return c.fault(Vector::kUD);
-  if (c.cpl() != 0 || uint32_t(c.state.gpr[kRcx]) != 0) return c.fault(Vector::kGP, 0);
+  if (c.cpl() != 0) return c.fault(Vector::kGP, 0);
+  if (c.vmx_non_root()) return c.vm_exit_for(i, ExitReason::XSETBV);
+  if (uint32_t(c.state.gpr[kRcx]) != 0) return c.fault(Vector::kGP, 0);
   return c.set_xcr0((uint64_t(uint32_t(c.state.gpr[kRdx])) << 32) | uint32_t(c.state.gpr[kRax]));
 }
 

@@ -2,6 +2,7 @@
 // I/O permission check (insn/io_permission.h). INS and OUTS are string instructions (string.cpp).
 #include "cpu/insn/io_permission.h"
 #include "cpu/insn/operand.h"
+#include "cpu/vmx/nonroot.h"
 
 namespace nestvm::cpu {
 
@@ -13,12 +14,14 @@ inline uint16_t port_of(const Cpu& c, const Insn& i) {
 }
 
 // Device accesses may raise or lower interrupt lines and stop the machine (debug-exit ports):
-// both end the block so that the run loop sees it before the next instruction.
+// both end the block so that the run loop sees it before the next instruction. In VMX non-root
+// operation the I/O exits come after the TSS I/O-permission check (SDM §26.1.1).
 template <unsigned N, bool Imm> struct In {
   static Status run(Cpu& c, const Insn& i) {
     const uint16_t port = port_of<Imm>(c, i);
     const Status st = check_io_permission(c, port, N);
     if (st != Status::kNext) return st;
+    if (c.vmx_non_root() && vmx::io_exiting(c, port, N)) return vmx::io_exit(c, i, port, N, true, Imm);
     c.set_reg(N, kRax, c.io_in(port, N));  // IN EAX zero-extends into RAX
     return Status::kEndBlock;
   }
@@ -29,6 +32,7 @@ template <unsigned N, bool Imm> struct Out {
     const uint16_t port = port_of<Imm>(c, i);
     const Status st = check_io_permission(c, port, N);
     if (st != Status::kNext) return st;
+    if (c.vmx_non_root() && vmx::io_exiting(c, port, N)) return vmx::io_exit(c, i, port, N, false, Imm);
     c.io_out(port, N, uint32_t(c.get_reg(N, kRax)));
     return Status::kEndBlock;
   }

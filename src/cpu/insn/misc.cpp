@@ -6,6 +6,8 @@
 #include "arch/msr_index.h"
 #include "cpu/insn/operand.h"
 #include "cpu/msr_file.h"
+#include "cpu/vmx/nonroot.h"
+#include "arch/vmx_insn_info.h"
 
 namespace nestvm::cpu {
 
@@ -35,8 +37,10 @@ uint32_t xsave_size(const CpuModel& m, uint64_t mask, bool compacted) {
   return size;
 }
 
-// CPUID with the bits hardware computes from current state (SDM Vol. 2A CPUID, Table 3-8).
-Status cpuid(Cpu& c, const Insn&) {
+// CPUID with the bits hardware computes from current state (SDM Vol. 2A CPUID, Table 3-8). In VMX
+// non-root operation it exits unconditionally, at any CPL (SDM §26.1.2).
+Status cpuid(Cpu& c, const Insn& i) {
+  if (c.vmx_non_root()) return c.vm_exit_for(i, ExitReason::CPUID);
   const CpuModel& m = c.model();
   uint32_t leaf = uint32_t(c.state.gpr[kRax]);
   uint32_t sub = uint32_t(c.state.gpr[kRcx]);
@@ -117,9 +121,12 @@ uint64_t host_random() {
   return os_random();
 }
 
-// A random value is always available: CF = 1, OF SF ZF AF PF = 0.
+// A random value is always available: CF = 1, OF SF ZF AF PF = 0. "RDRAND exiting" and
+// "RDSEED exiting" report the destination and operand size (SDM §26.1.3, §28.2.4).
 template <unsigned N, bool Seed> struct Rdrand {
   static Status run(Cpu& c, const Insn& i) {
+    if (c.vmx_non_root() && c.vmx_controls().has2(Seed ? proc2::kRdseedExiting : proc2::kRdrandExiting))
+      return c.vm_exit_for(i, Seed ? ExitReason::RDSEED : ExitReason::RDRAND, 0, insn_info::rdrand(i.reg, N));
     c.set_reg(N, i.reg, host_random<Seed>());
     c.set_status_flags(rflags::kCF);
     return Status::kNext;
@@ -163,7 +170,15 @@ Status clflush(Cpu& c, const Insn& i) {
   return c.translate(la, AccessKind::kRead, c.mmu_idx(), s, host, pa);
 }
 
-Status pause(Cpu&, const Insn&) { __builtin_ia32_pause(); return Status::kNext; }
+// PAUSE exiting and PAUSE-loop exiting in VMX non-root operation: vmx/pause_loop.cpp.
+Status pause(Cpu& c, const Insn& i) {
+  if (c.vmx_non_root()) {
+    const Status st = vmx::pause(c, i);
+    if (st != Status::kNext) return st;
+  }
+  __builtin_ia32_pause();
+  return Status::kNext;
+}
 
 // PREFETCHh/PREFETCHW are hints: no access, no fault (SDM Vol. 2 PREFETCHh).
 Status prefetch(Cpu&, const Insn&) { return Status::kNext; }

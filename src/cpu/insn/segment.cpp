@@ -4,6 +4,8 @@
 #include "cpu/insn/delegates.h"
 #include "cpu/insn/operand.h"
 #include "cpu/segmentation.h"
+#include "cpu/vmx/nonroot.h"
+#include "arch/vmx_insn_info.h"
 
 namespace nestvm::cpu {
 
@@ -236,10 +238,22 @@ Status system_descriptor_base(Cpu& c, uint16_t sel, const Descriptor& d, uint64_
   return Status::kNext;
 }
 
+// SDM §26.1.3: with "descriptor-table exiting" LLDT, LTR, SLDT and STR exit after the #UD of
+// real and virtual-8086 mode and the CPL (or CR4.UMIP) check, before the operand is accessed;
+// the qualification is the displacement, the instruction information that of §28.2.4.
+inline bool descriptor_table_exiting(const Cpu& c) {
+  return c.vmx_non_root() && c.vmx_controls().has2(proc2::kDescriptorTableExiting);
+}
+template <bool Mem> Status ldtr_tr_exit(Cpu& c, const Insn& i, insn_info::SystemSelectorInsn id) {
+  const uint32_t operand = Mem ? vmx::memory_operand_info(i) : insn_info::kRegisterOperand | insn_info::reg1(i.rm);
+  return c.vm_exit_for(i, ExitReason::LDTR_TR, vmx::displacement_qualification(c, i), operand | insn_info::identity(id));
+}
+
 template <bool Mem> struct Lldt {
   static Status run(Cpu& c, const Insn& i) {
     if (descriptors_unavailable(c)) return c.fault(Vector::kUD);
     if (c.cpl() != 0) return c.fault(Vector::kGP, 0);
+    if (descriptor_table_exiting(c)) return ldtr_tr_exit<Mem>(c, i, insn_info::SystemSelectorInsn::kLldt);
     uint16_t sel;
     Status st = read_selector<Mem>(c, i, sel);
     if (st != Status::kNext) return st;
@@ -263,6 +277,7 @@ template <bool Mem> struct Ltr {
   static Status run(Cpu& c, const Insn& i) {
     if (descriptors_unavailable(c)) return c.fault(Vector::kUD);
     if (c.cpl() != 0) return c.fault(Vector::kGP, 0);
+    if (descriptor_table_exiting(c)) return ldtr_tr_exit<Mem>(c, i, insn_info::SystemSelectorInsn::kLtr);
     uint16_t sel;
     Status st = read_selector<Mem>(c, i, sel);
     if (st != Status::kNext) return st;
@@ -290,6 +305,8 @@ template <bool Tr, unsigned N, bool Mem> struct StoreSystemSelector {
   static Status run(Cpu& c, const Insn& i) {
     if (descriptors_unavailable(c)) return c.fault(Vector::kUD);
     if ((c.state.cr4 & cr4::kUMIP) && c.cpl() > 0) return c.fault(Vector::kGP, 0);
+    if (descriptor_table_exiting(c))
+      return ldtr_tr_exit<Mem>(c, i, Tr ? insn_info::SystemSelectorInsn::kStr : insn_info::SystemSelectorInsn::kSldt);
     const uint16_t sel = Tr ? c.state.tr.selector : c.state.ldtr.selector;
     if (Mem) return c.write<uint16_t>(seg_of(i), c.effective_address(i), sel);
     set_reg<N>(c, i.rm, sel);

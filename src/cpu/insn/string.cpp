@@ -22,6 +22,7 @@
 #include "cpu/insn/delegates.h"
 #include "cpu/insn/io_permission.h"
 #include "cpu/insn/operand.h"
+#include "cpu/vmx/nonroot.h"
 
 namespace nestvm::cpu {
 
@@ -125,7 +126,7 @@ template <unsigned N, unsigned A> struct Stos {
 // INS: the destination is checked for writing before the port is read, so that a faulting
 // iteration has no effect on the device.
 template <unsigned N, unsigned A> struct Ins {
-  static constexpr bool kIo = true, kBulk = false;
+  static constexpr bool kIo = true, kBulk = false, kIn = true;
   static Status step(Cpu& c, const Insn&) {
     using T = uint_t<N>;
     const uint64_t di = index_reg<A>(c, kRdi);
@@ -139,7 +140,7 @@ template <unsigned N, unsigned A> struct Ins {
 };
 
 template <unsigned N, unsigned A> struct Outs {
-  static constexpr bool kIo = true, kBulk = false;
+  static constexpr bool kIo = true, kBulk = false, kIn = false;
   static Status step(Cpu& c, const Insn& i) {
     using T = uint_t<N>;
     const uint64_t si = index_reg<A>(c, kRsi);
@@ -270,6 +271,10 @@ template <class Op, unsigned N, unsigned A, Rep R> struct Run {
     if constexpr (Op::kIo) {
       const Status st = check_io_permission(c, uint16_t(c.state.gpr[kRdx]), N);
       if (st != Status::kNext) return st;
+      // In VMX non-root operation the I/O exits come after the TSS check and before everything
+      // else, rCX = 0 and the operand's segment, limit and alignment checks included (SDM §26.1.1).
+      if (c.vmx_non_root() && vmx::io_exiting(c, uint16_t(c.state.gpr[kRdx]), N))
+        return vmx::string_io_exit(c, i, N, A, Op::kIn, R != Rep::kNone);
     }
     if constexpr (R == Rep::kNone) {
       const Status st = Op::step(c, i);

@@ -1,13 +1,16 @@
 // Instruction class: system instructions. MOV to/from CRn and DRn, LGDT/LIDT, SGDT/SIDT, CLTS,
 // LMSW, SMSW, INVLPG, INVPCID, HLT, CLI, STI, WBINVD, INVD, MONITOR, MWAIT, SWAPGS (SDM Vol. 2,
 // each instruction's "Operation" and exception lists). LLDT/LTR/SLDT/STR live with the other
-// descriptor loads in segment.cpp.
+// descriptor loads in segment.cpp. In VMX non-root operation each consults its VM-execution
+// controls (cpu/vmx/nonroot.h) after the checks that take priority over a VM exit.
 #include <array>
 #include <cstring>
 #include <utility>
 
 #include "cpu/insn/delegates.h"
 #include "cpu/insn/operand.h"
+#include "cpu/vmx/nonroot.h"
+#include "arch/vmx_insn_info.h"
 
 namespace nestvm::cpu {
 
@@ -35,10 +38,18 @@ inline uint64_t read_cr(const Cpu& c, unsigned n) {
   }
 }
 
+// In VMX non-root operation the CPL check comes before any CR-access exit (SDM §26.1.1).
 template <unsigned N> struct MovFromCr {
   static Status run(Cpu& c, const Insn& i) {
     if (!cpl0(c)) return c.fault(Vector::kGP, 0);
-    set_reg<N>(c, i.rm, read_cr(c, i.aux));
+    uint64_t v;
+    if (c.vmx_non_root() && i.aux != 2) {
+      const Status st = vmx::mov_from_cr(c, i, i.aux, i.rm, v);
+      if (st != Status::kNext) return st;
+    } else {
+      v = read_cr(c, i.aux);
+    }
+    set_reg<N>(c, i.rm, v);
     return Status::kNext;
   }
 };
@@ -49,6 +60,7 @@ template <unsigned N> struct MovToCr {
   static Status run(Cpu& c, const Insn& i) {
     if (!cpl0(c)) return c.fault(Vector::kGP, 0);
     const uint64_t v = get_reg<N>(c, i.rm);
+    if (c.vmx_non_root() && i.aux != 2) return vmx::mov_to_cr(c, i, i.aux, i.rm, v);
     Status st;
     switch (i.aux) {
       case 0: st = c.set_cr0(v); break;
@@ -105,8 +117,17 @@ inline Status dr_access(Cpu& c, unsigned& n) {
   return Status::kNext;
 }
 
+// SDM §26.1.3 MOV DR: "MOV-DR exiting" takes priority even over the #GP for CPL > 0 and the #UD
+// for DR4/DR5 with CR4.DE = 1 (and so over the general-detect #DB). The qualification names the
+// register as encoded (Table 28-4).
+inline bool mov_dr_exiting(const Cpu& c) { return c.vmx_non_root() && c.vmx_controls().has(proc::kMovDrExiting); }
+inline Status mov_dr_exit(Cpu& c, const Insn& i, bool from_dr) {
+  return c.vm_exit_for(i, ExitReason::DR_ACCESS, exit_qual::dr::make(i.aux, from_dr, i.rm));
+}
+
 template <unsigned N> struct MovFromDr {
   static Status run(Cpu& c, const Insn& i) {
+    if (mov_dr_exiting(c)) return mov_dr_exit(c, i, true);
     unsigned n = i.aux;
     const Status st = dr_access(c, n);
     if (st != Status::kNext) return st;
@@ -117,6 +138,7 @@ template <unsigned N> struct MovFromDr {
 
 template <unsigned N> struct MovToDr {
   static Status run(Cpu& c, const Insn& i) {
+    if (mov_dr_exiting(c)) return mov_dr_exit(c, i, false);
     unsigned n = i.aux;
     const Status st = dr_access(c, n);
     if (st != Status::kNext) return st;
@@ -152,12 +174,25 @@ Handler select_mov_dr(const DecodeInput& in, Insn& i) {
 namespace {
 
 // ---- LGDT, LIDT, SGDT, SIDT ---------------------------------------------------------------
+// SDM §26.1.3: with "descriptor-table exiting" they exit after the CPL (or CR4.UMIP) check and
+// before the operand is accessed, with the displacement as qualification and the instruction
+// information of §28.2.4 (operand size, identity, addressing).
+inline bool descriptor_table_exiting(const Cpu& c) {
+  return c.vmx_non_root() && c.vmx_controls().has2(proc2::kDescriptorTableExiting);
+}
+Status gdtr_idtr_exit(Cpu& c, const Insn& i, insn_info::DescriptorTableInsn id) {
+  const uint32_t info = vmx::memory_operand_info(i) | insn_info::identity(id) | (i.osz != 2 ? insn_info::kOperandSize32 : 0);
+  return c.vm_exit_for(i, ExitReason::GDTR_IDTR, vmx::displacement_qualification(c, i), info);
+}
+
 // The operand is a 2-byte limit followed by the base: 4 bytes outside 64-bit mode (with a
 // 16-bit operand size only 24 bits of it are loaded), 8 bytes in 64-bit mode, whatever the
 // operand-size prefix. The whole operand is read before the register changes.
 template <bool kIdt, unsigned N> struct Lgdt {
   static Status run(Cpu& c, const Insn& i) {
     if (!cpl0(c)) return c.fault(Vector::kGP, 0);
+    if (descriptor_table_exiting(c))
+      return gdtr_idtr_exit(c, i, kIdt ? insn_info::DescriptorTableInsn::kLidt : insn_info::DescriptorTableInsn::kLgdt);
     constexpr size_t kBytes = N == 8 ? 10 : 6;
     std::array<uint8_t, kBytes> m;
     const Status st = c.read(seg_of(i), c.effective_address(i), m);
@@ -180,6 +215,8 @@ template <bool kIdt, unsigned N> struct Lgdt {
 template <bool kIdt, bool k64> struct Sgdt {
   static Status run(Cpu& c, const Insn& i) {
     if (umip_blocks(c)) return c.fault(Vector::kGP, 0);
+    if (descriptor_table_exiting(c))
+      return gdtr_idtr_exit(c, i, kIdt ? insn_info::DescriptorTableInsn::kSidt : insn_info::DescriptorTableInsn::kSgdt);
     const DescriptorTableReg& r = kIdt ? c.state.idtr : c.state.gdtr;
     constexpr size_t kBytes = k64 ? 10 : 6;
     std::array<uint8_t, kBytes> m;
@@ -202,41 +239,46 @@ template <bool kIdt> Handler select_sgdt(const DecodeInput& in, Insn&) {
 }
 
 // ---- CLTS, LMSW, SMSW -------------------------------------------------------------------
-Status clts(Cpu& c, const Insn&) {
+// In VMX non-root operation the CR0 guest/host mask and read shadow decide (vmx/nonroot_cr.cpp).
+Status clts(Cpu& c, const Insn& i) {
   if (!cpl0(c)) return c.fault(Vector::kGP, 0);
+  if (c.vmx_non_root()) return vmx::clts(c, i);
   return c.set_cr0(c.state.cr0 & ~cr0::kTS);
 }
 
-// LMSW loads CR0[3:0] (PE, MP, EM, TS); it can set PE but not clear it (SDM Vol. 2 LMSW).
-Status lmsw_load(Cpu& c, uint64_t src) {
+// LMSW loads CR0[3:0] (PE, MP, EM, TS); it can set PE but not clear it (SDM Vol. 2 LMSW). A
+// memory operand is fetched before a VM exit that depends on its value (SDM §26.1.1).
+Status lmsw_load(Cpu& c, const Insn& i, uint64_t src, bool mem) {
+  if (c.vmx_non_root()) return vmx::lmsw(c, i, uint16_t(src), mem);
   const uint64_t cr0 = c.state.cr0;
   const Status st = c.set_cr0((cr0 & ~0xfull) | (src & 0xf) | (cr0 & cr0::kPE));
   return st == Status::kNext ? Status::kEndBlock : st;
 }
 Status lmsw_r(Cpu& c, const Insn& i) {
   if (!cpl0(c)) return c.fault(Vector::kGP, 0);
-  return lmsw_load(c, get_reg<2>(c, i.rm));
+  return lmsw_load(c, i, get_reg<2>(c, i.rm), false);
 }
 Status lmsw_m(Cpu& c, const Insn& i) {
   if (!cpl0(c)) return c.fault(Vector::kGP, 0);
   uint64_t v;
   const Status st = read_mem<2>(c, i, v);
-  return st == Status::kNext ? lmsw_load(c, v) : st;
+  return st == Status::kNext ? lmsw_load(c, i, v, true) : st;
 }
 
 // SMSW stores CR0[15:0] to memory; a register destination of 32 or 64 bits receives the rest
 // of CR0 too, as processors since the Pentium do (SDM Vol. 2 SMSW: the upper bits are
-// "undefined").
+// "undefined"). In VMX non-root operation host-owned bits read from the CR0 read shadow.
+inline uint64_t smsw_value(const Cpu& c) { return c.vmx_non_root() ? vmx::guest_read_cr0(c) : c.state.cr0; }
 template <unsigned N> struct SmswR {
   static Status run(Cpu& c, const Insn& i) {
     if (umip_blocks(c)) return c.fault(Vector::kGP, 0);
-    set_reg<N>(c, i.rm, c.state.cr0);
+    set_reg<N>(c, i.rm, smsw_value(c));
     return Status::kNext;
   }
 };
 Status smsw_m(Cpu& c, const Insn& i) {
   if (umip_blocks(c)) return c.fault(Vector::kGP, 0);
-  return write_mem<2>(c, i, c.state.cr0);
+  return write_mem<2>(c, i, smsw_value(c));
 }
 
 Handler select_lmsw(const DecodeInput& in, Insn& i) {
@@ -259,22 +301,31 @@ void invalidate_page(Cpu& c, uint64_t la, uint16_t pcid) {
 }
 
 // INVLPG does not access memory: no segment or page checks, and a non-canonical address
-// invalidates nothing (SDM Vol. 2 INVLPG).
+// invalidates nothing (SDM Vol. 2 INVLPG). "INVLPG exiting" reports the linear-address operand,
+// bits 63:32 clear outside 64-bit mode (SDM §28.2.1).
 Status invlpg(Cpu& c, const Insn& i) {
   if (!cpl0(c)) return c.fault(Vector::kGP, 0);
   uint64_t la = c.seg_cache(seg_of(i)).base + c.effective_address(i);
   if (!c.in_64bit_mode()) la &= 0xffffffffull;
-  else if (!is_canonical(la)) return Status::kEndBlock;
+  if (c.vmx_non_root() && c.vmx_controls().has(proc::kInvlpgExiting)) return c.vm_exit_for(i, ExitReason::INVLPG, la);
+  if (c.in_64bit_mode() && !is_canonical(la)) return Status::kEndBlock;
   invalidate_page(c, la, c.pcid());
   return Status::kEndBlock;
 }
 
 // INVPCID type (register operand) and 16-byte descriptor {PCID in bits 11:0, bits 63:12
-// reserved, linear address in bits 127:64} (SDM Vol. 2 INVPCID).
+// reserved, linear address in bits 127:64} (SDM Vol. 2 INVPCID). In VMX non-root operation
+// (SDM §26.3, §26.1.3) "enable INVPCID" = 0 makes it #UD before any other exception, and with the
+// control set "INVLPG exiting" makes it exit after the mode and CPL checks.
 template <unsigned N> struct Invpcid {
   static Status run(Cpu& c, const Insn& i) {
+    const bool non_root = c.vmx_non_root();
+    if (non_root && !c.vmx_controls().has2(proc2::kEnableInvpcid)) return c.fault(Vector::kUD);
     if (c.v86_mode()) return c.fault(Vector::kUD);  // "not recognized in virtual-8086 mode"
     if (!cpl0(c)) return c.fault(Vector::kGP, 0);
+    if (non_root && c.vmx_controls().has(proc::kInvlpgExiting))
+      return c.vm_exit_for(i, ExitReason::INVPCID, vmx::displacement_qualification(c, i),
+                           vmx::memory_operand_info(i) | insn_info::reg2(i.reg));
     const uint64_t type = get_reg<N>(c, i.reg);
     if (type > 3) return c.fault(Vector::kGP, 0);
     std::array<uint64_t, 2> d;
@@ -349,16 +400,28 @@ Status sti(Cpu& c, const Insn&) {
 }
 
 // ---- HLT, WBINVD, INVD, MONITOR, MWAIT ---------------------------------------------------
-// HLT: the processor stops until an interrupt, NMI or reset (SDM Vol. 2, HLT).
+// HLT: the processor stops until an interrupt, NMI or reset (SDM Vol. 2, HLT). In VMX non-root
+// operation the exits below come after the CPL check (SDM §26.1.1).
 Status hlt(Cpu& c, const Insn& i) {
   if (!cpl0(c)) return c.fault(Vector::kGP, 0);
+  if (c.vmx_non_root() && c.vmx_controls().has(proc::kHltExiting)) return c.vm_exit_for(i, ExitReason::HLT);
   c.state.rip += i.len;
   c.state.activity = Activity::kHlt;
   return Status::kExit;
 }
 
-// No caches are modelled: writing back and invalidating them has no visible effect.
-Status wbinvd(Cpu& c, const Insn&) { return cpl0(c) ? Status::kEndBlock : c.fault(Vector::kGP, 0); }
+// No caches are modelled: writing back and invalidating them has no visible effect. INVD exits
+// unconditionally (SDM §26.1.2), WBINVD with "WBINVD exiting".
+Status wbinvd(Cpu& c, const Insn& i) {
+  if (!cpl0(c)) return c.fault(Vector::kGP, 0);
+  if (c.vmx_non_root() && c.vmx_controls().has2(proc2::kWbinvdExiting)) return c.vm_exit_for(i, ExitReason::WBINVD);
+  return Status::kEndBlock;
+}
+Status invd(Cpu& c, const Insn& i) {
+  if (!cpl0(c)) return c.fault(Vector::kGP, 0);
+  if (c.vmx_non_root()) return c.vm_exit_for(i, ExitReason::INVD);
+  return Status::kEndBlock;
+}
 
 // MONITOR arms address monitoring of the line at DS:rAX (segment overridable); no extensions
 // are offered, so ECX must be 0. At CPL > 0 the instructions are #UD (SDM Vol. 2 MONITOR,
@@ -366,6 +429,9 @@ Status wbinvd(Cpu& c, const Insn&) { return cpl0(c) ? Status::kEndBlock : c.faul
 // Insn::asz the size of rAX.
 Status monitor(Cpu& c, const Insn& i) {
   if (!cpl0(c)) return c.fault(Vector::kUD);
+  // "MONITOR exiting" comes before the operand checks (SDM §26.1.1).
+  if (c.vmx_non_root() && c.vmx_controls().has(proc::kMonitorExiting))
+    return c.vm_exit_for(i, ExitReason::MONITOR_INSTRUCTION);
   if (uint32_t(c.state.gpr[kRcx]) != 0) return c.fault(Vector::kGP, 0);
   const SegReg s = seg_of(i);
   const uint64_t off = c.state.gpr[kRax] & size_mask(i.asz);
@@ -388,6 +454,9 @@ Status monitor(Cpu& c, const Insn& i) {
 // modelled: an interrupt or NMI ends the wait, which the architecture allows for any reason.
 Status mwait(Cpu& c, const Insn& i) {
   if (!cpl0(c)) return c.fault(Vector::kUD);
+  // "MWAIT exiting": qualification bit 0 tells whether the monitor was armed (SDM §28.2.1).
+  if (c.vmx_non_root() && c.vmx_controls().has(proc::kMwaitExiting))
+    return c.vm_exit_for(i, ExitReason::MWAIT_INSTRUCTION, c.state.monitor_armed ? 1 : 0);
   if (uint32_t(c.state.gpr[kRcx]) != 0) return c.fault(Vector::kGP, 0);  // no CPUID leaf 5 extensions
   if (!c.state.monitor_armed) return Status::kEndBlock;
   c.state.monitor_armed = false;
@@ -437,7 +506,7 @@ void register_system(SelectorTable& t) {
   t.add(ZYDIS_MNEMONIC_CLI, &always<&cli>);
   t.add(ZYDIS_MNEMONIC_STI, &always<&sti>);
   t.add(ZYDIS_MNEMONIC_WBINVD, &always<&wbinvd>);
-  t.add(ZYDIS_MNEMONIC_INVD, &always<&wbinvd>);
+  t.add(ZYDIS_MNEMONIC_INVD, &always<&invd>);
   t.add(ZYDIS_MNEMONIC_MONITOR, &select_monitor);
   t.add(ZYDIS_MNEMONIC_MWAIT, [](const DecodeInput& in, Insn&) -> Handler {
     return in.model.has(Feature::kMonitor) ? &mwait : nullptr;

@@ -132,6 +132,7 @@ VmxResult Cpu::vm_enter(bool resume) {
 
   if (!resume) v.set_launched(true);
   cache_controls(v, vmx_.ctl);
+  vmx_.pause_loop = {};  // SDM §26.1.3: the first PAUSE at CPL 0 after VM entry starts a loop
   vmx_.non_root = true;
   vmx_.exit_pending = false;
   tlb_.flush_all();  // until translations are tagged by VPID/EPTP

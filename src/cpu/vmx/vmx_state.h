@@ -49,12 +49,20 @@ struct VmExitInfo {
   uint64_t io_rcx = 0, io_rsi = 0, io_rdi = 0, io_rip = 0;
 };
 
+// PAUSE-loop exiting (SDM Vol. 3 §26.1.3): TSC values of the last PAUSE at CPL 0 and of the
+// first PAUSE of the current loop. VM entry clears `active`: its first PAUSE at CPL 0 starts a loop.
+struct PauseLoop {
+  uint64_t last = 0, first = 0;
+  bool active = false;
+};
+
 struct VmxState {
   uint64_t current_vmcs = ~0ull;  // host-physical address from VMPTRLD; ~0 when invalid
   VmcsRegion current;             // its host mapping
   bool non_root = false;
   VmxControls ctl;
   bool exit_pending = false;      // a VM exit happened; run() returns RunExit::kVmExit
+  PauseLoop pause_loop;
 };
 
 }  // namespace nestvm::cpu
