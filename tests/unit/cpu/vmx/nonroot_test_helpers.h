@@ -56,6 +56,41 @@ class NonRootMachine : public VmxTestMachine {
   // 32-bit code at CPL 0 in IA-32e mode: compatibility mode.
   void guest_compat() { set_guest_segment(arch::SegReg::kCS, sel::kCode32); }
 
+  // Turns the guest into a real-mode unrestricted guest at cs:0000 running 16-bit `src`, on an
+  // identity EPT (1-GiB pages) that this helper builds at vmx_layout::kEptRoot.
+  void guest_real_mode(uint16_t cs, std::string_view src) {
+    using F = arch::VmcsField;
+    constexpr uint64_t kPml4 = vmx_layout::kEptRoot, kPdpt = vmx_layout::kEptRoot + 0x1000;
+    constexpr uint64_t kRwx = 7, kWb = 6ull << 3, kLarge = 1ull << 7;
+    poke<uint64_t>(kPml4, kPdpt | kRwx);
+    for (uint64_t g = 0; g < 4; ++g) poke<uint64_t>(kPdpt + 8 * g, (g << 30) | kRwx | kWb | kLarge);
+    vmwrite(F::EPT_POINTER, kPml4 | 6 | (3u << 3));
+    proc2(arch::proc2::kEnableEpt | arch::proc2::kUnrestrictedGuest);
+    set_control(F::VM_ENTRY_CONTROLS, arch::entry_ctl::kIa32eModeGuest, false);
+    vmwrite(F::GUEST_CR0, arch::cr0::kET | arch::cr0::kNE);
+    vmwrite(F::GUEST_CR3, 0);
+    vmwrite(F::GUEST_CR4, arch::cr4::kVMXE);
+    vmwrite(F::GUEST_IA32_EFER, 0);
+    const F sel[] = {F::GUEST_ES_SELECTOR, F::GUEST_CS_SELECTOR, F::GUEST_SS_SELECTOR,
+                     F::GUEST_DS_SELECTOR, F::GUEST_FS_SELECTOR, F::GUEST_GS_SELECTOR};
+    const F base[] = {F::GUEST_ES_BASE, F::GUEST_CS_BASE, F::GUEST_SS_BASE,
+                      F::GUEST_DS_BASE, F::GUEST_FS_BASE, F::GUEST_GS_BASE};
+    const F lim[] = {F::GUEST_ES_LIMIT, F::GUEST_CS_LIMIT, F::GUEST_SS_LIMIT,
+                     F::GUEST_DS_LIMIT, F::GUEST_FS_LIMIT, F::GUEST_GS_LIMIT};
+    const F ar[] = {F::GUEST_ES_AR_BYTES, F::GUEST_CS_AR_BYTES, F::GUEST_SS_AR_BYTES,
+                    F::GUEST_DS_AR_BYTES, F::GUEST_FS_AR_BYTES, F::GUEST_GS_AR_BYTES};
+    for (unsigned k = 0; k < arch::kNumSegRegs; ++k) {
+      const bool code = k == unsigned(arch::SegReg::kCS);
+      vmwrite(sel[k], code ? cs : 0);
+      vmwrite(base[k], code ? uint64_t(cs) << 4 : 0);
+      vmwrite(lim[k], 0xffff);
+      vmwrite(ar[k], code ? 0x9b : 0x93);
+    }
+    vmwrite(F::GUEST_RIP, 0);
+    vmwrite(F::GUEST_RSP, 0x8000);
+    load_code(uint64_t(cs) << 4, src, 16);
+  }
+
   // Runs until the guest's first VM exit and checks it has `reason`.
   void expect_exit(arch::ExitReason reason, uint64_t budget = 100'000) {
     ASSERT_EQ(launch_and_run(budget), cpu::RunExit::kVmExit);
