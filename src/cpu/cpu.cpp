@@ -288,6 +288,10 @@ void Cpu::step_one() {
     if (shadow) { /* the shadow did not expire: the instruction did not complete */ }
     return;
   }
+  // A VM exit leaves the guest: RIP, RFLAGS and the pending debug exceptions are the exit's
+  // (a fault-like exit ends the instruction before it completes, SDM Vol. 3 §28.1); nothing of
+  // the guest's single-step trap may remain pending in the host's context.
+  if (vmx_.exit_pending) return;
   if (st == Status::kNext || st == Status::kEndBlock) state.rip += i.len;
   state.rip &= ip_mask_;
   ++retired_;

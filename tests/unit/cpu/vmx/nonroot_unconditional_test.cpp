@@ -25,6 +25,15 @@ TEST(NonRootUnconditional, CpuidExitsAtCpl0AndCpl3WithoutExecuting) {
   }
 }
 
+TEST(NonRootUnconditional, AnExitWithTfSetLeavesNoSingleStepTrapInTheHost) {
+  // The instruction did not complete: no single-step #DB, in the guest or in the host.
+  NonRootMachine m("cpuid");
+  m.vmwrite(VmcsField::GUEST_RFLAGS, 0x102);
+  m.expect_exit(ExitReason::CPUID);
+  EXPECT_FALSE(m.cpu.has_pending_event());
+  EXPECT_EQ(m.vmread(VmcsField::GUEST_RIP), vmx_layout::kGuestCode);
+}
+
 TEST(NonRootUnconditional, InvdExitsAtCpl0AndFaultsAtCpl3) {
   NonRootMachine m("invd");
   m.expect_exit(ExitReason::INVD);
