@@ -55,6 +55,19 @@ constexpr ExceptionClass exception_class(uint8_t vector) {
   }
 }
 
+// Fault-class exceptions other than #DB: delivery pushes RFLAGS.RF = 1 (SDM Vol. 3 §18.3.1.1),
+// and a VM exit they cause saves RF = 1 (SDM Vol. 3 §28.3.3).
+constexpr bool is_fault_class(uint8_t vector) {
+  switch (Vector(vector)) {
+    case Vector::kDE: case Vector::kBR: case Vector::kUD: case Vector::kNM: case Vector::kTS:
+    case Vector::kNP: case Vector::kSS: case Vector::kGP: case Vector::kPF: case Vector::kMF:
+    case Vector::kAC: case Vector::kXM: case Vector::kVE: case Vector::kCP:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Event types as the VMX interruption-information format encodes them (SDM Vol. 3 §25.8.3),
 // used by the core for every event it delivers so that VMX can report them unchanged.
 enum class EventType : uint8_t {

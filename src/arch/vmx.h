@@ -245,6 +245,19 @@ constexpr uint64_t make(unsigned size, bool in, bool string, bool rep, bool imm_
          (uint64_t(imm_operand) << 6) | (uint64_t(port) << 16);
 }
 }  // namespace io
+// Debug exceptions (Table 28-1): the DR6 bits the #DB would have set; DR6 is not modified.
+namespace debug {
+inline constexpr uint64_t kBreakpoints = 0xf;  // B3-B0
+inline constexpr uint64_t kBD = 1ull << 13;
+inline constexpr uint64_t kBS = 1ull << 14;
+inline constexpr uint64_t kMask = kBreakpoints | kBD | kBS;
+}  // namespace debug
+// APIC-access VM exits (Table 28-6): page offset in bits 11:0, access type in bits 15:12.
+namespace apic_access {
+inline constexpr unsigned kLinearRead = 0, kLinearWrite = 1, kLinearFetch = 2, kLinearEventDelivery = 3;
+inline constexpr unsigned kGuestPhysicalEventDelivery = 10, kGuestPhysicalInstruction = 15;
+constexpr uint64_t make(uint64_t offset, unsigned type) { return (offset & 0xfff) | (uint64_t(type) << 12); }
+}  // namespace apic_access
 // EPT violations (Table 28-7).
 namespace ept {
 inline constexpr uint64_t kRead = 1ull << 0;
@@ -296,6 +309,11 @@ inline constexpr uint64_t kInsOutsInfo = 1ull << 54;
 inline constexpr uint64_t kTrueControls = 1ull << 55;
 inline constexpr uint64_t kNoErrorCodeCheck = 1ull << 56;  // deliver hardware exceptions without error code checks
 }  // namespace vmx_basic
+
+// IA32_VMX_MISC (SDM Appendix A.6).
+namespace vmx_misc {
+inline constexpr uint64_t kPreemptionTimerRateMask = 0x1f;  // the timer counts at TSC >> bits 4:0
+}  // namespace vmx_misc
 
 // IA32_VMX_EPT_VPID_CAP (SDM Appendix A.10).
 namespace ept_vpid_cap {

@@ -154,6 +154,19 @@ void Cpu::raise_nmi() { attention_.fetch_or(attention::kNmi, std::memory_order_r
 
 void Cpu::kick() { attention_.fetch_or(attention::kKick, std::memory_order_release); }
 
+void Cpu::raise_init() { attention_.fetch_or(attention::kInit, std::memory_order_release); }
+
+void Cpu::raise_sipi(uint8_t vector) {
+  sipi_vector_.store(vector, std::memory_order_relaxed);
+  attention_.fetch_or(attention::kSipi, std::memory_order_release);
+}
+
+void Cpu::iret_unblock_nmis() {
+  if (vmx_.non_root) return vmx_iret_unblock_nmis();
+  state.nmi_blocking = false;
+  if (nmi_pending_) attention_.fetch_or(attention::kNmi, std::memory_order_relaxed);  // held NMI: look again
+}
+
 uint32_t Cpu::io_in(uint16_t port, unsigned size) { return io_ ? io_->in(port, size) : (~0u >> (32 - 8 * size)); }
 
 void Cpu::io_out(uint16_t port, unsigned size, uint32_t v) {
@@ -162,6 +175,7 @@ void Cpu::io_out(uint16_t port, unsigned size, uint32_t v) {
 
 // Interrupts, NMIs, kicks and HLT, checked between blocks. Returns false if run() must return.
 bool Cpu::service_attention(RunExit& exit) {
+  if (vmx_.non_root) return vmx_service_events(exit);  // SDM Chapter 26 priorities (cpu/vmx/)
   uint32_t att = attention_.load(std::memory_order_acquire);
   if (att & attention::kKick) {
     attention_.fetch_and(~attention::kKick, std::memory_order_acq_rel);
@@ -296,10 +310,7 @@ void Cpu::step_one() {
   state.rip &= ip_mask_;
   ++retired_;
   state.rflags &= ~rflags::kRF;
-  if (tf && !has_pending_event_) {
-    state.dr6 |= dr6::kBS;
-    raise({uint8_t(Vector::kDB), EventType::kHardwareException, false, 0, 0});
-  }
+  if (tf && !has_pending_event_) (void)debug_exception(dr6::kBS);
 }
 
 RunExit Cpu::run(uint64_t budget) {
@@ -323,13 +334,14 @@ RunExit Cpu::run(uint64_t budget) {
       intercepted_ = false;
       if (!deliver_pending_event()) return RunExit::kShutdown;
     }
-    if (attention_.load(std::memory_order_relaxed) || state.activity != Activity::kActive) {
+    if (attention_.load(std::memory_order_relaxed) || state.activity != Activity::kActive || vmx_timer_due()) {
       prev = nullptr;
       RunExit e;
       if (!service_attention(e)) return e;
     }
     if (retired_ >= stop_at) return RunExit::kBudget;
-    if (__builtin_expect((state.rflags & (rflags::kTF | rflags::kRF)) || state.sti_blocking || state.movss_blocking, 0)) {
+    if (__builtin_expect((state.rflags & (rflags::kTF | rflags::kRF)) || state.sti_blocking || state.movss_blocking ||
+                             (attention_.load(std::memory_order_relaxed) & attention::kStep), 0)) {
       prev = nullptr;
       step_one();
       continue;
@@ -352,7 +364,7 @@ RunExit Cpu::run(uint64_t budget) {
     for (;;) {
       const Status st = execute_block(*b);
       if (st != Status::kNext && st != Status::kJumped) break;
-      if (attention_.load(std::memory_order_relaxed) || retired_ >= stop_at) break;
+      if (attention_.load(std::memory_order_relaxed) || retired_ >= stop_at || vmx_timer_due()) break;
       const Block* next = next_linked_block(*b);
       if (!next) {
         prev = b;

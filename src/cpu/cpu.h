@@ -112,7 +112,16 @@ class Cpu {
   // ---- events from other threads ---------------------------------------------------------
   void set_intr_line(bool asserted);
   void raise_nmi();
-  void kick();  // makes run() return kKicked at the next block boundary
+  // Makes run() return kKicked at the next block boundary. In VMX non-root operation with
+  // "external-interrupt exiting" the kick is an EXTERNAL_INTERRUPT exit instead, as the host's
+  // IPI is under KVM; it has no vector of the guest's interrupt controller, so the exit
+  // interruption information is invalid even with "acknowledge interrupt on exit".
+  void kick();
+  // INIT and start-up IPI (SIPI) signals. INIT is blocked in VMX root operation (SDM §24.8;
+  // the silicon's root operation is L0's) and causes an INIT_SIGNAL exit in non-root operation;
+  // a SIPI causes a SIPI exit in the wait-for-SIPI state and is otherwise dropped (SDM §26.2).
+  void raise_init();
+  void raise_sipi(uint8_t vector);
 
   // ---- derived state ---------------------------------------------------------------------
   // Recomputes everything derived from CR0/CR4/EFER/CS/SS/RFLAGS: call after changing them
@@ -164,11 +173,28 @@ class Cpu {
     return raise({vector, type, false, 0, len});
   }
   bool has_pending_event() const { return has_pending_event_; }
-  void clear_pending_event() { has_pending_event_ = false; intercepted_ = false; }
+  void clear_pending_event() { has_pending_event_ = false; intercepted_ = false; pending_dr6_set_ = pending_dr6_clear_ = 0; }
   const Event& pending_event() const { return pending_event_; }
   // The linear address a pending #PF reports (CR2 is loaded from it when the #PF is delivered;
   // a VM exit for the #PF reports it as the exit qualification instead).
   uint64_t pending_fault_address() const { return pending_cr2_; }
+  // A debug exception (#DB) that clears `dr6_clear` and sets `dr6_set` in DR6. In VMX non-root
+  // operation DR6 changes only when the #DB is delivered: one that causes a VM exit reports the
+  // bits in the exit qualification instead (SDM §28.1, Table 28-1).
+  Status debug_exception(uint64_t dr6_set, uint64_t dr6_clear = 0) {
+    if (vmx_.non_root) {
+      pending_dr6_set_ = dr6_set;
+      pending_dr6_clear_ = dr6_clear;
+    } else {
+      state.dr6 = (state.dr6 & ~dr6_clear) | dr6_set;
+    }
+    return fault(arch::Vector::kDB);
+  }
+  // IRET's effect on NMI blocking (SDM Vol. 2 IRET: NMIs are unblocked even if IRET faults; in
+  // VMX non-root operation per "NMI exiting" and "virtual NMIs", SDM §26.3), and the end of a
+  // successful IRET.
+  void iret_unblock_nmis();
+  void iret_completed() { vmx_.events.iret_unblocked_nmi = false; }
   // Delivers the pending event (or an external event) through the IDT, applying the
   // double-fault rules. Returns false on triple fault (the processor shuts down).
   bool deliver_pending_event();
@@ -246,6 +272,13 @@ class Cpu {
   VmcsRegion& current_vmcs() { return vmx_.current; }
   // The silicon's VMX capabilities (what its capability MSRs would report).
   const arch::VmxCapabilities& vmx_caps() const { return vmx_caps_; }
+  // Events in non-root operation (cpu/vmx/nonroot_events.cpp): virtual-NMI blocking, and
+  // whether the IRET being executed unblocked NMIs (bit 12 of an EPT-violation qualification).
+  bool vmx_virtual_nmi_blocking() const { return vmx_.events.virtual_nmi_blocking; }
+  bool vmx_nmi_unblocked_by_iret() const { return vmx_.events.iret_unblocked_nmi; }
+  // An access to the APIC-access page (SDM §30.4): the APIC_ACCESS exit, from translate().
+  bool vmx_is_apic_access(uint64_t pa) const { return (pa & ~0xfffull) == vmx_.events.apic_access_page; }
+  Status vmx_apic_access(uint64_t pa, AccessKind kind);
   // PAUSE-loop exiting's timing state (cpu/vmx/pause_loop.cpp).
   PauseLoop& vmx_pause_loop() { return vmx_.pause_loop; }
   // A VM exit now, from non-root operation (SDM Chapter 28): saves guest state, writes the exit
@@ -316,6 +349,22 @@ class Cpu {
   void vmx_load_host_state(VmcsRegion& v);
   bool vmx_process_msr_list(uint64_t addr, uint32_t count, bool store, uint32_t& failed_index);
   VmxResult vmx_fail(arch::VmxError e);
+  // Events of non-root operation (cpu/vmx/): the instruction-boundary checks in their SDM
+  // priority, the exception bitmap, triple faults, delivery bookkeeping, entry and exit.
+  bool vmx_service_events(RunExit& exit);
+  bool vmx_exception_exit(const Event& e, const Event* vectoring);
+  void vmx_triple_fault();
+  void vmx_begin_delivery(const Event& e);
+  void vmx_event_delivered(const Event& e);
+  void vmx_iret_unblock_nmis();
+  void vmx_enter_events(VmcsRegion& v);
+  void vmx_exit_events(VmcsRegion& v, const VmExitInfo& e);
+  void vmx_update_event_attention();
+  bool vmx_timer_due() { return __builtin_expect(vmx_.events.timer_armed, 0) && vmx_timer_expired(); }
+  bool vmx_timer_expired() const;
+  void vmx_arm_timer(uint32_t value);
+  uint32_t vmx_timer_value() const;
+  void vmx_wait_halted();
   VmxState vmx_;
   arch::VmxCapabilities vmx_caps_;
 
@@ -344,10 +393,12 @@ class Cpu {
   bool intercepted_ = false;  // the pending exception was already reported as kException
   Event pending_event_{};
   uint64_t pending_cr2_ = 0;
+  uint64_t pending_dr6_set_ = 0, pending_dr6_clear_ = 0;  // DR6 change of a pending #DB (non-root)
   uint64_t retired_ = 0;
   std::atomic<uint32_t> attention_{0};
   std::atomic<bool> intr_line_{false};
   bool nmi_pending_ = false;
+  std::atomic<uint8_t> sipi_vector_{0};
 
   friend struct CpuTestAccess;
 };
@@ -358,6 +409,9 @@ inline constexpr uint32_t kIntr = 1u << 0;
 inline constexpr uint32_t kNmi = 1u << 1;
 inline constexpr uint32_t kKick = 1u << 2;
 inline constexpr uint32_t kStep = 1u << 3;  // single-instruction mode (TF, shadows, pending RF...)
+inline constexpr uint32_t kInit = 1u << 4;  // an INIT signal is pending
+inline constexpr uint32_t kSipi = 1u << 5;  // a start-up IPI is pending (vector in sipi_vector_)
+inline constexpr uint32_t kVmx = 1u << 6;   // VMX non-root events to check at every boundary (MTF, windows)
 }  // namespace attention
 
 }  // namespace nestvm::cpu

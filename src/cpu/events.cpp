@@ -31,26 +31,45 @@ bool makes_double_fault(const Event& first, const Event& second) {
 bool Cpu::deliver_event(const Event& event) {
   Event cur = event;
   state.activity = Activity::kActive;
+  // VMX non-root operation: the exception bitmap turns an exception into a VM exit (SDM §26.2).
+  if (vmx_.non_root && vmx_exception_exit(cur, nullptr)) return true;
   for (;;) {
     if (is_exception(cur) && cur.vector == uint8_t(Vector::kPF)) state.cr2 = pending_cr2_;
-    if (is_exception(cur) && cur.vector == uint8_t(Vector::kDB)) state.dr7 &= ~dr7::kGD;
+    if (is_exception(cur) && cur.vector == uint8_t(Vector::kDB)) {
+      state.dr7 &= ~dr7::kGD;
+      if (!cur.injected) state.dr6 = (state.dr6 & ~pending_dr6_clear_) | pending_dr6_set_;
+      pending_dr6_set_ = pending_dr6_clear_ = 0;
+    }
+    if (vmx_.non_root) vmx_begin_delivery(cur);  // for a VM exit during delivery (SDM §28.2.4)
     const Status st = real_mode() ? deliver_real(cur) : deliver_protected(cur);
+    vmx_.events.delivering = nullptr;
+    if (st == Status::kExit) return true;  // delivery caused a VM exit (EPT, APIC access, task gate)
     if (st != Status::kFault) {
       // Delivery clears the interrupt shadows; NMI delivery blocks further NMIs until IRET.
       state.sti_blocking = state.movss_blocking = false;
       if (cur.type == EventType::kNmi) state.nmi_blocking = true;
+      if (vmx_.non_root) vmx_event_delivered(cur);
       return true;
     }
     Event second = pending_event_;
     has_pending_event_ = false;
+    // SDM §26.2: the exception bitmap applies to an exception raised during delivery before the
+    // double-fault rules do.
+    if (vmx_.non_root && vmx_exception_exit(second, &cur)) return true;
     if (is_exception(cur) && cur.vector == uint8_t(Vector::kDF)) {
-      // A fault while delivering #DF: triple fault, the processor shuts down (SDM §6.15, #DF).
+      // A fault while delivering #DF: triple fault, the processor shuts down (SDM §6.15, #DF),
+      // or, in VMX non-root operation, exits (SDM §26.2).
+      if (vmx_.non_root) {
+        vmx_triple_fault();
+        return true;
+      }
       state.activity = Activity::kShutdown;
       return false;
     }
     if (makes_double_fault(cur, second)) {
       if (second.vector == uint8_t(Vector::kPF)) state.cr2 = pending_cr2_;
       cur = Event{uint8_t(Vector::kDF), EventType::kHardwareException, true, 0, 0};
+      if (vmx_.non_root && vmx_exception_exit(cur, nullptr)) return true;
     } else {
       cur = second;  // handled serially
     }
@@ -74,7 +93,7 @@ Status Cpu::deliver_real(const Event& e) {
   if ((st = push<uint16_t>(flags)) != Status::kNext ||
       (st = push<uint16_t>(state.seg[unsigned(SegReg::kCS)].selector)) != Status::kNext ||
       (st = push<uint16_t>(ret_ip)) != Status::kNext) {
-    state.gpr[kRsp] = sp0;
+    if (st == Status::kFault) state.gpr[kRsp] = sp0;  // after a VM exit (kExit) RSP is the host's
     return st;
   }
   Segment& c = state.seg[unsigned(SegReg::kCS)];

@@ -21,17 +21,10 @@ bool returns_past_instruction(const Event& e) {
 }
 
 // SDM Vol. 3 §18.3.1.1: "For any fault-class exception except a debug exception generated in
-// response to an instruction breakpoint, the value pushed for RF is 1."
+// response to an instruction breakpoint, the value pushed for RF is 1." An event injected by VM
+// entry pushes RF as VM entry loaded it (SDM §27.6.1.2).
 bool is_fault_class(const Event& e) {
-  if (e.type != EventType::kHardwareException) return false;
-  switch (Vector(e.vector)) {
-    case Vector::kDE: case Vector::kBR: case Vector::kUD: case Vector::kNM: case Vector::kTS:
-    case Vector::kNP: case Vector::kSS: case Vector::kGP: case Vector::kPF: case Vector::kMF:
-    case Vector::kAC: case Vector::kXM: case Vector::kVE: case Vector::kCP:
-      return true;
-    default:
-      return false;
-  }
+  return e.type == EventType::kHardwareException && !e.injected && arch::is_fault_class(e.vector);
 }
 
 // The end of every delivery (SDM Vol. 2 INT n: "TF ← 0; VM ← 0; RF ← 0; NT ← 0", and IF ← 0

@@ -50,6 +50,8 @@ Status Cpu::translate(uint64_t la, AccessKind kind, MmuIdx idx, SegReg seg, uint
     if (st != Status::kNext) return st;
   }
   pa = t.pa;
+  // "Virtualize APIC accesses": the page is never cached, every access exits (SDM §30.4).
+  if (__builtin_expect(vmx_is_apic_access(pa), 0)) return vmx_apic_access(pa, kind);
   uint8_t* page = mem_.ram_page(pa);
   host = page;
   if (!page) return Status::kNext;  // MMIO: never cached in the TLB

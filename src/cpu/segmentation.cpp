@@ -29,7 +29,8 @@ Status push_all(Cpu& c, const TransferUndo& undo, unsigned size, const uint64_t*
   for (unsigned k = 0; k < n; ++k) {
     const Status st = push_sized(c, size, v[k]);
     if (st != Status::kNext) {
-      undo.restore(c);
+      // After a VM exit (kExit) the processor holds host state, which stays as it is.
+      if (st == Status::kFault) undo.restore(c);
       return st;
     }
   }

@@ -71,6 +71,9 @@ struct Event {
   bool has_error = false;
   uint32_t error = 0;
   uint8_t insn_len = 0;  // for software interrupts/exceptions: RIP advances past the instruction
+  // Injected by VM entry (SDM §27.6): not subject to the exception bitmap, and delivered with
+  // RFLAGS.RF as loaded (the injector sets RF for fault-class exceptions, as KVM does).
+  bool injected = false;
 };
 
 struct CpuState {

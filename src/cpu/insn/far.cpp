@@ -451,9 +451,9 @@ Status iret_protected(Cpu& c, const Insn& i, unsigned osz, uint64_t ip, uint16_t
 
 template <unsigned N> struct Iret {
   static Status run(Cpu& c, const Insn& i) {
-    // SDM Vol. 3 §27.2.3 ("NMI unblocking due to IRET"): IRET unblocks NMIs even if it then
-    // faults.
-    c.state.nmi_blocking = false;
+    // SDM Vol. 3 §28.2.3 ("NMI unblocking due to IRET"): IRET unblocks NMIs even if it then
+    // faults (in VMX non-root operation per "NMI exiting" and "virtual NMIs", §26.3).
+    c.iret_unblock_nmis();
     uint64_t ip, cs_raw, temp;
     Status st = read_stack_sized(c, N, 0, ip);
     if (st != Status::kNext) return st;
@@ -463,6 +463,7 @@ template <unsigned N> struct Iret {
     if (!c.protected_mode()) st = iret_real(c, N, ip, sel, temp);
     else if (c.v86_mode()) st = iret_v86(c, N, ip, sel, temp);
     else st = iret_protected(c, i, N, ip, sel, temp);
+    if (st != Status::kFault) c.iret_completed();
     return st;
   }
 };

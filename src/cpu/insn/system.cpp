@@ -111,8 +111,7 @@ inline Status dr_access(Cpu& c, unsigned& n) {
   if (c.state.dr7 & dr7::kGD) {
     // SDM Vol. 3 §18.2.3: DR6.BD reports the debug-register access; B0-B3 describe no
     // breakpoint for this #DB. Delivery of the #DB clears DR7.GD (events.cpp).
-    c.state.dr6 = (c.state.dr6 & ~0xfull) | dr6::kBD;
-    return c.fault(Vector::kDB);
+    return c.debug_exception(dr6::kBD, 0xf);
   }
   return Status::kNext;
 }

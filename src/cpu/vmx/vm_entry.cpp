@@ -138,18 +138,10 @@ VmxResult Cpu::vm_enter(bool resume) {
   tlb_.flush_all();  // until translations are tagged by VPID/EPTP
   refresh_mode();
 
-  // Event injection (SDM §27.6).
-  const uint32_t inject = uint32_t(v.read(VmcsField::VM_ENTRY_INTR_INFO_FIELD));
-  if (inject & intr_info::kValid) {
-    Event e;
-    e.vector = uint8_t(inject & intr_info::kVectorMask);
-    e.type = EventType(intr_info::type(inject));
-    e.has_error = inject & intr_info::kDeliverErrorCode;
-    e.error = uint32_t(v.read(VmcsField::VM_ENTRY_EXCEPTION_ERROR_CODE));
-    e.insn_len = uint8_t(v.read(VmcsField::VM_ENTRY_INSTRUCTION_LEN));
-    state.activity = Activity::kActive;
-    if (!deliver_event(e)) state.activity = Activity::kShutdown;
-  }
+  // Event injection and the event state of non-root operation: NMI blocking, the
+  // VMX-preemption timer, pending MTF, the APIC-access page (SDM §27.6, §27.7; event_injection.cpp).
+  // An exit during injection leaves run() to report it.
+  vmx_enter_events(v);
   return {};
 }
 

@@ -30,6 +30,9 @@ Status Cpu::vm_exit(const VmExitInfo& e) {
 
   // §28.3: guest state; §28.4: the MSR-store list (guest values).
   vmx_save_guest_state(v);
+  // The event side of the exit: IDT-vectoring information, RF, NMI blocking, the preemption
+  // timer (SDM §28.2.3, §28.2.4, §28.3.3, §28.3.4; exit_event_info.cpp).
+  vmx_exit_events(v, e);
   uint32_t failed = 0;
   // VMX-abort indicators (SDM §28.7): 1 saving guest MSRs failed, 5 loading host MSRs failed.
   uint32_t abort = vmx_process_msr_list(v.read(VmcsField::VM_EXIT_MSR_STORE_ADDR),

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 
+#include "arch/segment.h"
 #include "arch/vmx.h"
 #include "cpu/vmx/vmcs_region.h"
 
@@ -56,6 +57,35 @@ struct PauseLoop {
   bool active = false;
 };
 
+struct Event;
+
+// The event state of VMX non-root operation (cpu/vmx/nonroot_events.cpp, event_injection.cpp,
+// exit_event_info.cpp, preemption_timer.cpp, apic_access.cpp).
+struct VmxEvents {
+  // SDM §27.7.1: with "virtual NMIs", interruptibility bit 3 is virtual-NMI blocking, tracked
+  // apart from the blocking of real NMIs (CpuState::nmi_blocking).
+  bool virtual_nmi_blocking = false;
+  // An MTF VM exit is pending at the next instruction boundary (SDM §26.5.2, §27.7.8).
+  bool mtf_pending = false;
+  // Cpu::instructions_retired() at VM entry: an instruction completed since, for MTF.
+  uint64_t mtf_retired_mark = 0;
+  // The VMX-preemption timer as a host-TSC deadline (SDM §26.5.1): no per-instruction cost.
+  bool timer_armed = false;
+  uint64_t timer_deadline = 0;
+  // The IRET being executed cleared (virtual-)NMI blocking: "NMI unblocking due to IRET"
+  // (SDM §28.2.3) if it faults or exits.
+  bool iret_unblocked_nmi = false;
+  // The event whose delivery through the IDT is in progress: IDT-vectoring information for an
+  // exit during delivery (SDM §28.2.4). Points into Cpu::deliver_event's frame.
+  const Event* delivering = nullptr;
+  // The state delivery changes before its last memory access (CS, SS, RSP, RFLAGS): the guest
+  // state an exit during delivery saves, as if delivery had not begun (SDM §28.1).
+  std::array<arch::Segment, arch::kNumSegRegs> pre_delivery_seg{};
+  uint64_t pre_delivery_rsp = 0, pre_delivery_rflags = 0;
+  // The page of "virtualize APIC accesses" (SDM §30.4), ~0 when the control is off.
+  uint64_t apic_access_page = ~0ull;
+};
+
 struct VmxState {
   uint64_t current_vmcs = ~0ull;  // host-physical address from VMPTRLD; ~0 when invalid
   VmcsRegion current;             // its host mapping
@@ -63,6 +93,7 @@ struct VmxState {
   VmxControls ctl;
   bool exit_pending = false;      // a VM exit happened; run() returns RunExit::kVmExit
   PauseLoop pause_loop;
+  VmxEvents events;
 };
 
 }  // namespace nestvm::cpu
