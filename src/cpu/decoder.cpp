@@ -28,6 +28,7 @@ const SelectorTable& selector_table() {
     register_fpu_state(t);
     register_sse_move(t);
     register_vmx(t);
+    register_vmcs_shadowing(t);
     return t;
   }();
   return table;

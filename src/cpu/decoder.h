@@ -93,5 +93,7 @@ void register_fpu_state(SelectorTable&);
 void register_sse_move(SelectorTable&);
 // cpu/vmx/vmx_instructions.cpp: the VMX instructions executed by guest code.
 void register_vmx(SelectorTable&);
+// cpu/vmx/vmcs_shadowing.cpp: VMREAD and VMWRITE.
+void register_vmcs_shadowing(SelectorTable&);
 
 }  // namespace nestvm::cpu
