@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "unit/cpu/vmx/event_test_machine.h"
+#include "unit/cpu/vmx/nonroot_test_helpers.h"
 
 namespace nestvm::test {
 namespace {
@@ -86,6 +87,33 @@ TEST(VmxEventInjection, EveryTypeThroughA32BitProtectedModeIdt) {
     }
     EXPECT_EQ(slots[k++], return_rip(in));
     EXPECT_EQ(slots[k++], sel::kCode32);
+  }
+}
+
+TEST(VmxEventInjection, EveryTypeThroughTheRealModeIvt) {
+  // An unrestricted real-mode guest at 1000:0000; handlers at 2000:v*16, IVT at 0. Real-mode
+  // delivery pushes FLAGS, CS, IP and never an error code (SDM §27.6.1.2, §21.1.4).
+  for (const Injection& in : kInjections) {
+    if (in.error) continue;  // VM entry refuses error codes for real-mode guests
+    SCOPED_TRACE(in.name);
+    NonRootMachine m("nop");
+    m.cpu.intercept_exceptions = false;
+    m.guest_real_mode(0x1000, "mov si, 1\n hlt");
+    m.vmwrite(arch::VmcsField::GUEST_IDTR_BASE, 0);
+    m.vmwrite(arch::VmcsField::GUEST_IDTR_LIMIT, 0x3ff);
+    const uint16_t ip = uint16_t(in.vector) * 16;
+    m.poke<uint16_t>(uint64_t(in.vector) * 4, ip);
+    m.poke<uint16_t>(uint64_t(in.vector) * 4 + 2, 0x2000);
+    m.load_code(0x20000 + ip, "mov bp, sp\n mov ax, [bp]\n mov bx, [bp+2]\n mov cx, [bp+4]\n hlt", 16);
+    m.vmwrite(arch::VmcsField::GUEST_RFLAGS, in.type == EventType::kExternalInterrupt ? 0x202 : 0x2);
+    m.vmwrite(arch::VmcsField::VM_ENTRY_INTR_INFO_FIELD, make(in.vector, unsigned(in.type), false));
+    m.vmwrite(arch::VmcsField::VM_ENTRY_INSTRUCTION_LEN, in.len);
+    m.reg(cpu::kRsi) = 0;
+    ASSERT_EQ(m.launch_and_run(), RunExit::kHalted);
+    EXPECT_EQ(m.reg(cpu::kRsi), 0u);
+    EXPECT_EQ(m.reg(cpu::kRax) & 0xffff, in.len);  // IP past the instruction for software events
+    EXPECT_EQ(m.reg(cpu::kRbx) & 0xffff, 0x1000u);
+    EXPECT_EQ(m.cpu.state.seg[unsigned(arch::SegReg::kCS)].selector, 0x2000u);
   }
 }
 

@@ -186,6 +186,24 @@ TEST(VmxMonitorTrapFlag, ExitsAfterEachInstruction) {
   EXPECT_EQ(m.vmread(arch::VmcsField::GUEST_ACTIVITY_STATE), uint32_t(cpu::Activity::kHlt));
 }
 
+TEST(VmxMonitorTrapFlag, StiBlockingIsSavedAndLoadedAcrossTheExits) {
+  EventMachine m("sti\n nop\n nop");
+  m.proc(proc::kMonitorTrapFlag);
+  m.io.pending_vector = 0x41;
+  m.handler(0x41, "mov r15, 0x41\n hlt");
+  m.cpu.set_intr_line(true);
+  m.expect_exit(ExitReason::MONITOR_TRAP_FLAG);
+  EXPECT_EQ(m.rip_offset(), 1u);
+  EXPECT_EQ(m.interruptibility(), intr::kBlockingBySti);
+  // The blocking comes back with VM entry: the NOP runs before the interrupt is delivered.
+  m.expect_exit(ExitReason::MONITOR_TRAP_FLAG);
+  EXPECT_EQ(m.rip_offset(), 2u);
+  EXPECT_EQ(m.interruptibility(), 0u);
+  // Now it is delivered, and MTF stops before the handler's first instruction.
+  m.expect_exit(ExitReason::MONITOR_TRAP_FLAG);
+  EXPECT_EQ(m.guest_rip(), EventMachine::handler_address(0x41));
+}
+
 TEST(VmxMonitorTrapFlag, ExitsAfterAFaultIsDeliveredBeforeTheHandlerRuns) {
   EventMachine m("ud2");
   m.proc(proc::kMonitorTrapFlag);
