@@ -49,12 +49,44 @@ void cache_controls(VmcsRegion& v, VmxControls& c) {
   c.xss_exit_bitmap = v.read(VmcsField::XSS_EXIT_BITMAP);
 }
 
+// What the entry checks see of this processor (arch/vmentry_checks.h): the current VMCS, host
+// physical memory, the capabilities, and L0's situation: a 64-bit host outside SMM.
+VmEntryEnv silicon_entry_env(VmcsRegion& v, PhysMem& mem, const VmxCapabilities& caps, uint64_t current_vmcs,
+                             uint64_t efer_valid_bits) {
+  VmEntryEnv env;
+  env.read = [&v](VmcsField f) { return v.read(f); };
+  env.read_phys = [&mem](uint64_t pa, void* out, size_t len) {
+    auto* dst = static_cast<uint8_t*>(out);
+    while (len) {
+      uint8_t* page = mem.ram_page(pa);
+      if (!page) return false;
+      const size_t n = std::min<size_t>(len, kPageSize - (pa & (kPageSize - 1)));
+      std::memcpy(dst, page + (pa & (kPageSize - 1)), n);
+      dst += n; pa += n; len -= n;
+    }
+    return true;
+  };
+  env.caps = &caps;
+  env.in_ia32e_mode = true;
+  env.in_smm = false;
+  env.current_vmcs = current_vmcs;
+  env.efer_valid_bits = efer_valid_bits;
+  // What the core's WRMSR accepts (cpu/msr_file.cpp): DEBUGCTL.LBR and BTF; IA32_PERF_GLOBAL_CTRL
+  // has no counters to enable.
+  env.debugctl_valid_bits = (1ull << 0) | (1ull << 1);
+  env.perf_global_ctrl_valid_bits = 0;
+  return env;
+}
+
 }  // namespace
 
-// The VM-entry MSR-load list and the VM-exit MSR-store/load lists (SDM §27.4, §28.4, §28.6):
-// 16-byte entries {index, reserved, data} in physical memory. Returns false with the 1-based
+// The VM-exit MSR-store and MSR-load lists (SDM §28.4, §28.6): 16-byte entries {index,
+// reserved, data} in physical memory. A load entry obeys the rules of the VM-entry MSR-load
+// list (§28.6 repeats §27.4's), checked by the same function. Returns false with the 1-based
 // index of the failing entry.
 bool Cpu::vmx_process_msr_list(uint64_t addr, uint32_t count, bool store, uint32_t& failed_index) {
+  VmEntryEnv env;
+  env.caps = &vmx_caps_;
   for (uint32_t k = 0; k < count; ++k) {
     const uint64_t pa = addr + 16ull * k;
     uint8_t* page = mem_.ram_page(pa);
@@ -69,12 +101,12 @@ bool Cpu::vmx_process_msr_list(uint64_t addr, uint32_t count, bool store, uint32
       std::memcpy(e + 8, &value, 8);
       continue;
     }
-    uint64_t value;
-    std::memcpy(&value, e + 8, 8);
-    // SDM §27.4: reserved bits, FS/GS base, x2APIC registers and SMM-monitor MSR fail the load.
-    const bool forbidden = index == msr_index(Msr::kIA32_FS_BASE) || index == msr_index(Msr::kIA32_GS_BASE) ||
-                           (index >> 8) == 0x8 || index == 0x9b;
-    if (reserved || forbidden || write_msr(*this, index, value) != MsrResult::kOk) { failed_index = k + 1; return false; }
+    MsrListEntry entry{index, reserved, 0};
+    std::memcpy(&entry.value, e + 8, 8);
+    if (!check_msr_load_entry(env, entry, k + 1).ok() || write_msr(*this, index, entry.value) != MsrResult::kOk) {
+      failed_index = k + 1;
+      return false;
+    }
   }
   return true;
 }
@@ -86,20 +118,7 @@ VmxResult Cpu::vm_enter(bool resume) {
   if (!resume && v.launched()) return vmx_fail(VmxError::VMLAUNCH_NONCLEAR_VMCS);
   if (resume && !v.launched()) return vmx_fail(VmxError::VMRESUME_NONLAUNCHED_VMCS);
 
-  VmEntryEnv env;
-  env.read = [&v](VmcsField f) { return v.read(f); };
-  env.read_phys = [this](uint64_t pa, void* out, size_t len) {
-    auto* dst = static_cast<uint8_t*>(out);
-    while (len) {
-      uint8_t* page = mem_.ram_page(pa);
-      if (!page) return false;
-      const size_t n = std::min<size_t>(len, kPageSize - (pa & (kPageSize - 1)));
-      std::memcpy(dst, page + (pa & (kPageSize - 1)), n);
-      dst += n; pa += n; len -= n;
-    }
-    return true;
-  };
-  env.caps = &vmx_caps_;
+  VmEntryEnv env = silicon_entry_env(v, mem_, vmx_caps_, vmx_.current_vmcs, efer_valid_bits());
   env.launch = !resume;
 
   // §27.2: controls, then host state: VMfailValid with 7 or 8.
@@ -110,25 +129,42 @@ VmxResult Cpu::vm_enter(bool resume) {
     r.rule = c.rule;
     return r;
   }
-  // §27.3: guest state; a failure is a VM exit with bit 31 of the exit reason set, after which
-  // the processor loads host state (§27.8).
-  auto entry_failure = [&](uint32_t reason, uint64_t qual, const char* rule) {
-    v.write(VmcsField::VM_EXIT_REASON, reason | kExitReasonFailedEntry);
-    v.write(VmcsField::EXIT_QUALIFICATION, qual);
+  // §27.8: a failure of the guest-state checks or of MSR loading is a VM-entry failure. The exit
+  // reason (bit 31 set) and qualification are recorded and nothing else of the exit information
+  // or of the guest-state area; host state is loaded as on a VM exit, NMI blocking is what it
+  // was before the entry, and the VM-exit MSR-load list is processed (a failure there is a VMX
+  // abort, indicator 4, §28.7). The launch state does not change.
+  const bool nmi_blocking_before = state.nmi_blocking;
+  auto entry_failure = [&](const VmEntryCheck& f) {
+    v.write(VmcsField::VM_EXIT_REASON, f.exit_reason);
+    v.write(VmcsField::EXIT_QUALIFICATION, f.qualification);
     vmx_load_host_state(v);
     tlb_.flush_all();
+    state.nmi_blocking = nmi_blocking_before;
+    uint32_t failed = 0;
+    if (!vmx_process_msr_list(v.read(VmcsField::VM_EXIT_MSR_LOAD_ADDR), uint32_t(v.read(VmcsField::VM_EXIT_MSR_LOAD_COUNT)),
+                              false, failed)) {
+      v.set_abort_indicator(4);
+      state.activity = Activity::kShutdown;
+    }
     VmxResult r{VmxResult::Kind::kEntryFailed};
-    r.rule = rule;
+    r.rule = f.rule;
     return r;
   };
   c = check_guest_state(env);
-  if (!c.ok()) return entry_failure(c.exit_reason & ~kExitReasonFailedEntry, c.qualification, c.rule);
+  if (!c.ok()) return entry_failure(c);
 
+  // §27.3.2 then §27.4: load guest state, then the VM-entry MSR-load list, entry by entry (the
+  // MSRs of earlier entries stay loaded when a later one fails).
   vmx_load_guest_state(v);
-  uint32_t failed = 0;
-  if (!vmx_process_msr_list(v.read(VmcsField::VM_ENTRY_MSR_LOAD_ADDR), uint32_t(v.read(VmcsField::VM_ENTRY_MSR_LOAD_COUNT)),
-                            false, failed))
-    return entry_failure(uint32_t(ExitReason::MSR_LOAD_FAIL), failed, "VM-entry MSR-load entry could not be loaded");
+  const uint64_t msr_area = v.read(VmcsField::VM_ENTRY_MSR_LOAD_ADDR);
+  const uint32_t msr_count = uint32_t(v.read(VmcsField::VM_ENTRY_MSR_LOAD_COUNT));
+  for (uint32_t k = 0; k < msr_count; ++k) {
+    const MsrListEntry e = read_msr_list_entry(env, msr_area, k);
+    c = check_msr_load_entry(env, e, k + 1);
+    if (c.ok() && write_msr(*this, e.index, e.value) != MsrResult::kOk) c = msr_load_write_failure(k + 1);
+    if (!c.ok()) return entry_failure(c);
+  }
 
   if (!resume) v.set_launched(true);
   cache_controls(v, vmx_.ctl);
