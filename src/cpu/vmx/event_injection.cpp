@@ -30,6 +30,13 @@ void Cpu::vmx_enter_events(VmcsRegion& v) {
   if (ctl.pin & pin::kPreemptionTimer) vmx_arm_timer(uint32_t(v.read(VmcsField::VMX_PREEMPTION_TIMER_VALUE)));
 
   const uint32_t inject = uint32_t(v.read(VmcsField::VM_ENTRY_INTR_INFO_FIELD));
+  const bool vectoring = (inject & intr_info::kValid) && EventType(intr_info::type(inject)) != EventType::kOther;
+  // §27.7.3: a non-vectoring entry delivers the pending debug exceptions (B3-B0, BS) as a #DB
+  // trap before the first instruction, in the guest's IDT or through the exception bitmap
+  // (nestvm delivers it even under blocking by MOV SS, which would hold it one instruction).
+  const uint64_t pending_dbg = v.read(VmcsField::GUEST_PENDING_DBG_EXCEPTIONS) &
+                               (exit_qual::debug::kBreakpoints | exit_qual::debug::kBS);
+  if (!vectoring && pending_dbg) (void)debug_exception(pending_dbg);
   if (inject & intr_info::kValid) {
     const EventType type = EventType(intr_info::type(inject));
     if (type == EventType::kOther) {

@@ -32,6 +32,19 @@ bool Cpu::vmx_exception_exit(const Event& e, const Event* vectoring) {
   if (e.injected || !uses_exception_bitmap(e.type) || e.vector >= 32) return false;
   const VmxControls& ctl = vmx_.ctl;
   const bool hardware = e.type == EventType::kHardwareException;
+  // §26.5.2: a pending MTF VM exit has priority over a debug trap (single step, data
+  // breakpoints): the trap stays pending, in the pending-debug-exceptions field, and DR6 keeps
+  // its value. An MTF exit is pending whenever an instruction has just completed.
+  const uint64_t trap_bits = pending_dr6_set_ & (exit_qual::debug::kBreakpoints | exit_qual::debug::kBS);
+  if (hardware && e.vector == uint8_t(Vector::kDB) && trap_bits && !(pending_dr6_set_ & exit_qual::debug::kBD) &&
+      !vectoring && ((ctl.proc & proc::kMonitorTrapFlag) || vmx_.events.mtf_pending)) {
+    VmExitInfo x;
+    x.reason = uint32_t(ExitReason::MONITOR_TRAP_FLAG);
+    vmx_.events.pending_dbg = trap_bits;
+    pending_dr6_set_ = pending_dr6_clear_ = 0;
+    vm_exit(x);
+    return true;
+  }
   bool exits = (ctl.exception_bitmap >> e.vector) & 1;
   // A #PF whose error code, masked, differs from the match value exits iff bit 14 is 0.
   if (hardware && e.vector == uint8_t(Vector::kPF) && (e.error & ctl.pfec_mask) != ctl.pfec_match) exits = !exits;

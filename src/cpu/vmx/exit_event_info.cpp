@@ -83,7 +83,11 @@ void Cpu::vmx_exit_events(VmcsRegion& v, const VmExitInfo& e) {
     v.write(VmcsField::VMX_PREEMPTION_TIMER_VALUE,
             ExitReason(e.reason & 0xffff) == ExitReason::PREEMPTION_TIMER ? 0 : vmx_timer_value());
 
+  // §28.3.4: debug exceptions still pending (only after an MTF exit that came first).
+  v.write(VmcsField::GUEST_PENDING_DBG_EXCEPTIONS, ev.pending_dbg);
+
   // Leaving non-root operation: nothing of the guest's events stays armed.
+  ev.pending_dbg = 0;
   ev.timer_armed = false;
   ev.mtf_pending = false;
   ev.delivering = nullptr;

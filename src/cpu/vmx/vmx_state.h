@@ -82,6 +82,9 @@ struct VmxEvents {
   // state an exit during delivery saves, as if delivery had not begun (SDM §28.1).
   std::array<arch::Segment, arch::kNumSegRegs> pre_delivery_seg{};
   uint64_t pre_delivery_rsp = 0, pre_delivery_rflags = 0;
+  // Debug exceptions left pending by an exit that took priority over them (an MTF exit over a
+  // single-step trap): GUEST_PENDING_DBG_EXCEPTIONS at the exit (SDM §26.5.2, §28.3.4).
+  uint64_t pending_dbg = 0;
   // The page of "virtualize APIC accesses" (SDM §30.4), ~0 when the control is off.
   uint64_t apic_access_page = ~0ull;
 };

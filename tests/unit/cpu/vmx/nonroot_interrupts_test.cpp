@@ -204,6 +204,23 @@ TEST(VmxMonitorTrapFlag, StiBlockingIsSavedAndLoadedAcrossTheExits) {
   EXPECT_EQ(m.guest_rip(), EventMachine::handler_address(0x41));
 }
 
+TEST(VmxMonitorTrapFlag, TakesPriorityOverASingleStepTrapThatStaysPending) {
+  EventMachine m("nop\n nop\n hlt");
+  m.guest_rflags(0x2 | rf::kTF);
+  m.proc(proc::kMonitorTrapFlag);
+  m.handler(1, "mov r15, [rsp]\n hlt");
+  const uint64_t dr6 = m.cpu.state.dr6;
+  m.expect_exit(ExitReason::MONITOR_TRAP_FLAG);
+  EXPECT_EQ(m.rip_offset(), 1u);
+  EXPECT_EQ(m.vmread(arch::VmcsField::GUEST_PENDING_DBG_EXCEPTIONS), arch::exit_qual::debug::kBS);
+  EXPECT_EQ(m.cpu.state.dr6, dr6);
+  // VM entry delivers the pending #DB before the next instruction (SDM §27.7.3).
+  m.proc(proc::kMonitorTrapFlag, false);
+  EXPECT_EQ(m.go(), RunExit::kHalted);
+  EXPECT_EQ(m.reg(cpu::kR15), vmx_layout::kGuestCode + 1);
+  EXPECT_TRUE(m.cpu.state.dr6 & arch::dr6::kBS);
+}
+
 TEST(VmxMonitorTrapFlag, ExitsAfterAFaultIsDeliveredBeforeTheHandlerRuns) {
   EventMachine m("ud2");
   m.proc(proc::kMonitorTrapFlag);
