@@ -21,7 +21,7 @@ class NonRootMachine : public VmxTestMachine {
   explicit NonRootMachine(std::string_view src, int bits = 64, cpu::CpuModel model = cpu::CpuModel::max())
       : VmxTestMachine(64ull << 20, std::move(model)) {
     setup_guest64(vmx_layout::kGuestCode);
-    load_code(vmx_layout::kGuestCode, src, bits);
+    if (!src.empty()) load_code(vmx_layout::kGuestCode, src, bits);  // empty: guest_real_mode() loads it
   }
 
   void proc(uint32_t bits, bool on = true) { set_control(arch::VmcsField::CPU_BASED_VM_EXEC_CONTROL, bits, on); }
