@@ -52,8 +52,8 @@ Status Cpu::set_cr0(uint64_t v) {
     efer &= ~efer::kLMA;
   }
   if ((v & cr0::kPG) && (state.cr4 & cr4::kPAE) && !(efer & efer::kLMA) &&
-      ((v ^ old) & (cr0::kPG | cr0::kCD | cr0::kNW)) && !load_pdptes(state.cr3))
-    return fault(Vector::kGP, 0);
+      ((v ^ old) & (cr0::kPG | cr0::kCD | cr0::kNW)))
+    if (const Status st = load_pdptes_checked(state.cr3); st != Status::kNext) return st;
   state.cr0 = v;
   state.msr.efer = efer;
   if ((v ^ old) & (cr0::kPG | cr0::kWP | cr0::kPE)) tlb_.flush_all();
@@ -72,12 +72,13 @@ Status Cpu::set_cr3(uint64_t v) {
   } else {
     v &= 0xffffffffull;
   }
-  if (paging_mode_ == PagingMode::kPae && !load_pdptes(v)) return fault(Vector::kGP, 0);
+  if (paging_mode_ == PagingMode::kPae)
+    if (const Status st = load_pdptes_checked(v); st != Status::kNext) return st;
   state.cr3 = v;
   const uint16_t new_pcid = pcide ? uint16_t(v & cr3::kPcidMask) : 0;
   if (!pcide) tlb_.flush_nonglobal();
   else if (!no_flush) tlb_.flush_pcid(new_pcid);
-  if (new_pcid != pcid_) tlb_.retag_globals(new_pcid);
+  tlb_.set_pcid(new_pcid);  // global translations follow the PCID
   pcid_ = new_pcid;
   // Linear addresses may now map other code, even when no TLB entry was flushed (PCID no-flush
   // switch): links between decoded blocks must not survive the write.
@@ -92,8 +93,8 @@ Status Cpu::set_cr4(uint64_t v) {
   if ((v & cr4::kPCIDE) && !(old & cr4::kPCIDE) && (!long_mode() || (state.cr3 & cr3::kPcidMask)))
     return fault(Vector::kGP, 0);
   if ((state.cr0 & cr0::kPG) && (v & cr4::kPAE) && !long_mode() &&
-      ((v ^ old) & (cr4::kPAE | cr4::kPGE | cr4::kPSE | cr4::kSMEP)) && !load_pdptes(state.cr3))
-    return fault(Vector::kGP, 0);
+      ((v ^ old) & (cr4::kPAE | cr4::kPGE | cr4::kPSE | cr4::kSMEP)))
+    if (const Status st = load_pdptes_checked(state.cr3); st != Status::kNext) return st;
   state.cr4 = v;
   if (((v ^ old) & cr4::kFlushAll) || ((old & cr4::kPCIDE) && !(v & cr4::kPCIDE))) tlb_.flush_all();
   refresh_mode();

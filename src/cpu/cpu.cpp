@@ -55,7 +55,8 @@ void Cpu::reset(bool init) {
   vmx_.non_root = false;
   vmx_.exit_pending = false;
   nmi_pending_ = false;
-  tlb_.flush_all();
+  tlb_.switch_context(TlbContext{}, false);  // VMX root operation: VPID 0, no EPT
+  tlb_.flush_everything();
   refresh_mode();
 }
 
@@ -139,6 +140,7 @@ void Cpu::refresh_mode() {
   else if (lma) paging_mode_ = PagingMode::k4Level;
   else paging_mode_ = PagingMode::kPae;
   pcid_ = (state.cr4 & cr4::kPCIDE) ? uint16_t(state.cr3 & cr3::kPcidMask) : 0;
+  tlb_.set_pcid(pcid_);
   if (cpl_ == 3) mmu_idx_ = kMmuUser;
   else mmu_idx_ = (state.cr4 & cr4::kSMAP) && (state.rflags & rflags::kAC) ? kMmuSupervisorAc : kMmuSupervisor;
   for (unsigned s = 0; s < kNumSegRegs; ++s) refresh_segment(SegReg(s));
@@ -225,7 +227,7 @@ const Block* Cpu::find_block(uint64_t& la) {
   uint8_t* host;
   uint64_t pa;
   const TlbEntry& e = tlb_.entry(mmu_idx_, la);
-  if (__builtin_expect(e.tag_exec == ((la & kPageMask) | pcid_) && is_canonical(la), 1)) {
+  if (__builtin_expect(e.tag_exec == ((la & kPageMask) | tlb_.tag()) && is_canonical(la), 1)) {
     host = reinterpret_cast<uint8_t*>(la + e.addend);
     pa = tlb_.info(mmu_idx_, la).pa_page | (la & (kPageSize - 1));
   } else {

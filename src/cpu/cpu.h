@@ -17,6 +17,7 @@
 #include "cpu/phys_mem.h"
 #include "cpu/state.h"
 #include "cpu/tlb.h"
+#include "cpu/vmx/ept_walk.h"
 #include "cpu/vmx/vmx_state.h"
 
 namespace nestvm::cpu {
@@ -79,7 +80,8 @@ struct Translation {
   bool writable = true;  // R/W = 1 at every level
   bool nx = false;       // XD = 1 at some level
   bool global = false;
-  bool dirty = false;    // leaf D bit already set
+  bool dirty = false;    // leaf D bit already set (and, under EPT with A/D flags, the EPT leaf's)
+  uint8_t ept_rwx = 7;   // read/write/execute (bits 0-2) the EPT entries allow; 7 without EPT
   uint8_t pkey = 0;
   uint8_t page_shift = 12;  // 12, 21, 22 or 30: the size of the page that maps it
 };
@@ -233,13 +235,18 @@ class Cpu {
   Status translate(uint64_t la, AccessKind kind, MmuIdx idx, SegReg seg, uint8_t*& host, uint64_t& pa);
   // Page walk of the current paging mode (paging.cpp). Faults are raised on the Cpu.
   Status walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t);
-  // Loads the four PDPTEs for PAE paging from CR3; false if one has reserved bits set.
+  // Loads the four PDPTEs for PAE paging from CR3 in physical memory (VM entry and exit);
+  // false if one has reserved bits set.
   bool load_pdptes(uint64_t cr3);
-  // TLB maintenance with the architectural rules (tlb_flush.cpp): MOV CR3, INVLPG, ...
-  void flush_tlb_all() { tlb_.flush_all(); }
+  // The PDPTE load of MOV to CR0/CR3/CR4 (SDM Vol. 3 §4.4.1): through EPT in VMX non-root
+  // operation (an EPT violation or misconfiguration is a VM exit, kExit), #GP(0) (kFault) if a
+  // PDPTE has reserved bits set.
+  Status load_pdptes_checked(uint64_t cr3);
+  // Drops every cached translation of every address space (loaders, RESET).
+  void flush_tlb_all() { tlb_.flush_everything(); }
   void flush_tlb_for_cr3_write(uint64_t new_cr3);
   MmuIdx mmu_idx() const { return mmu_idx_; }
-  uint16_t pcid() const { return pcid_; }
+  uint16_t pcid() const { return pcid_; }  // the architectural PCID (TLB keys hold tlb().tag())
   // Fetch: host pointer to the code byte at la (cpu/memory_slow.cpp).
   Status translate_fetch(uint64_t la, uint8_t*& host, uint64_t& pa);
 
@@ -272,6 +279,12 @@ class Cpu {
   VmcsRegion& current_vmcs() { return vmx_.current; }
   // The silicon's VMX capabilities (what its capability MSRs would report).
   const arch::VmxCapabilities& vmx_caps() const { return vmx_caps_; }
+  // INVEPT and INVVPID for L0 (SDM Vol. 2; invalidation rules of Vol. 3 §29.4.3): `type` is the
+  // register operand; the descriptor is {EPTP} for INVEPT and {VPID in bits 15:0 of the first
+  // quadword, linear address} for INVVPID. VMfail(28) for a type the capabilities lack or an
+  // invalid operand (cpu/vmx/tlb_context.cpp).
+  VmxResult invept(uint64_t type, uint64_t eptp);
+  VmxResult invvpid(uint64_t type, uint64_t desc_vpid, uint64_t desc_linear_address);
   // Events in non-root operation (cpu/vmx/nonroot_events.cpp): virtual-NMI blocking, and
   // whether the IRET being executed unblocked NMIs (bit 12 of an EPT-violation qualification).
   bool vmx_virtual_nmi_blocking() const { return vmx_.events.virtual_nmi_blocking; }
@@ -349,6 +362,14 @@ class Cpu {
   void vmx_load_host_state(VmcsRegion& v);
   bool vmx_process_msr_list(uint64_t addr, uint32_t count, bool store, uint32_t& failed_index);
   VmxResult vmx_fail(arch::VmxError e);
+  // The TLB's address space at VM entry into `v` and at VM exit (cpu/vmx/tlb_context.cpp).
+  void vmx_tlb_enter(VmcsRegion& v);
+  void vmx_tlb_exit(VmcsRegion& v);
+  // EPT (cpu/vmx/ept_walk.cpp): guest-physical -> host-physical, or the VM exit.
+  bool ept_active() const { return vmx_.non_root && vmx_.ctl.has2(arch::proc2::kEnableEpt); }
+  Status ept_translate(uint64_t gpa, EptAccess access, uint64_t gla, EptTranslation& out);
+  Status ept_violation(uint64_t gpa, EptAccess access, uint64_t gla, unsigned rwx);
+  Status ept_misconfig(uint64_t gpa);
   // Events of non-root operation (cpu/vmx/): the instruction-boundary checks in their SDM
   // priority, the exception bitmap, triple faults, delivery bookkeeping, entry and exit.
   bool vmx_service_events(RunExit& exit);

@@ -21,7 +21,7 @@ inline uint64_t Cpu::effective_address(const Insn& i) const {
 template <typename T>
 [[gnu::always_inline]] inline Status Cpu::access_linear(uint64_t la, T* v, AccessKind kind, MmuIdx idx, SegReg s) {
   TlbEntry& e = tlb_.entry(idx, la);
-  const uint64_t key = (la & kPageMask) | pcid_;
+  const uint64_t key = (la & kPageMask) | tlb_.tag();
   const bool in_page = (la & (kPageSize - 1)) <= kPageSize - sizeof(T);
   if (kind == AccessKind::kRead) {
     if (__builtin_expect(e.tag_read == key && in_page && is_canonical(la), 1)) {
@@ -86,7 +86,7 @@ inline Status Cpu::rmw_ref(SegReg s, uint64_t off, RmwRef<T>& ref) {
   const uint64_t la = (sc.base + off) & la_mask_;
   ref.la = la;
   TlbEntry& e = tlb_.entry(mmu_idx_, la);
-  const uint64_t key = (la & kPageMask) | pcid_;
+  const uint64_t key = (la & kPageMask) | tlb_.tag();
   if (__builtin_expect(e.tag_write.load(std::memory_order_relaxed) == key &&
                        (la & (kPageSize - 1)) <= kPageSize - sizeof(T) && is_canonical(la), 1)) {
     ref.host = reinterpret_cast<T*>(la + e.addend);

@@ -1,4 +1,4 @@
-// Slow paths of memory access: segment faults, TLB misses (walk, fill), page-crossing and
+// Slow paths of memory access: segment faults, TLB misses (walk, EPT, fill), page-crossing and
 // MMIO accesses, code-page tracking on writes.
 #include <cstring>
 
@@ -49,6 +49,18 @@ Status Cpu::translate(uint64_t la, AccessKind kind, MmuIdx idx, SegReg seg, uint
     Status st = walk(la, kind, idx, t);
     if (st != Status::kNext) return st;
   }
+  if (ept_active()) {
+    // The guest-physical address goes through EPT (SDM Vol. 3 §29.3); the TLB then caches the
+    // combined translation with the permissions of both.
+    EptTranslation et;
+    const EptAccess a = kind == AccessKind::kRead ? EptAccess::kRead
+                      : kind == AccessKind::kWrite ? EptAccess::kWrite : EptAccess::kFetch;
+    const Status st = ept_translate(t.pa, a, la, et);
+    if (st != Status::kNext) return st;
+    t.pa = et.hpa;
+    t.ept_rwx = et.rwx;
+    t.dirty = t.dirty && et.dirty;
+  }
   pa = t.pa;
   // "Virtualize APIC accesses": the page is never cached, every access exits (SDM §30.4).
   if (__builtin_expect(vmx_is_apic_access(pa), 0)) return vmx_apic_access(pa, kind);
@@ -59,23 +71,25 @@ Status Cpu::translate(uint64_t la, AccessKind kind, MmuIdx idx, SegReg seg, uint
   PageMeta& meta = mem_.page_meta(pa);
   if (kind == AccessKind::kWrite && mem_.code_tracker().note_write(meta)) stop_block_ = true;
 
-  const uint64_t key = (la & kPageMask) | pcid_;
+  const uint64_t key = (la & kPageMask) | tlb_.tag();
   TlbEntry& e = tlb_.entry(idx, la);
   TlbEntryInfo& info = tlb_.info(idx, la);
   const uintptr_t addend = reinterpret_cast<uintptr_t>(page) - (la & kPageMask);
-  e.tag_read = can_access(AccessKind::kRead, idx, t, state.cr0, state.cr4) ? key : kTlbInvalid;
-  e.tag_exec = can_access(AccessKind::kExec, idx, t, state.cr0, state.cr4) ? key : kTlbInvalid;
+  e.tag_read = can_access(AccessKind::kRead, idx, t, state.cr0, state.cr4) && (t.ept_rwx & 1) ? key : kTlbInvalid;
+  e.tag_exec = can_access(AccessKind::kExec, idx, t, state.cr0, state.cr4) && (t.ept_rwx & 4) ? key : kTlbInvalid;
   e.tag_write.store(kTlbInvalid, std::memory_order_relaxed);
   e.addend = addend;
   info.pa_page = pa & kPageMask;
   info.meta = &meta;
-  info.pcid = pcid_;
+  info.tag = tlb_.tag();
   info.global = t.global;
   info.page_shift = t.page_shift;
   if (t.page_shift > 12) tlb_.note_large_fill();
+  if (t.global) tlb_.note_global_fill();
   // A fast write entry needs the dirty bit already set (so the first write walks and sets it)
   // and a page without decoded code.
-  if ((t.dirty || kind == AccessKind::kWrite) && can_access(AccessKind::kWrite, idx, t, state.cr0, state.cr4))
+  if ((t.dirty || kind == AccessKind::kWrite) && can_access(AccessKind::kWrite, idx, t, state.cr0, state.cr4) &&
+      (t.ept_rwx & 2))
     mem_.code_tracker().install_write_entry(meta, [&] { e.tag_write.store(key, std::memory_order_relaxed); });
   return Status::kNext;
 }
@@ -126,7 +140,7 @@ Status Cpu::access_slow(uint64_t la, void* buf, unsigned size, AccessKind kind, 
 Status Cpu::translate_fetch(uint64_t la, uint8_t*& host, uint64_t& pa) {
   if (!is_canonical(la)) return fault(arch::Vector::kGP, 0);
   TlbEntry& e = tlb_.entry(mmu_idx_, la);
-  if (e.tag_exec == ((la & kPageMask) | pcid_)) {
+  if (e.tag_exec == ((la & kPageMask) | tlb_.tag())) {
     host = reinterpret_cast<uint8_t*>((la & kPageMask) + e.addend);
     pa = tlb_.info(mmu_idx_, la).pa_page | (la & (kPageSize - 1));
     return Status::kNext;

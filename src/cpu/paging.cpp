@@ -1,6 +1,8 @@
 // Linear-address translation: 32-bit, PAE and 4-level paging (SDM Vol. 3 §4.3-4.5), with
 // permission checks (§4.6), #PF error codes (§4.7) and accessed/dirty updates (§4.8), done
 // atomically on guest memory so that several vCPUs sharing page tables see consistent bits.
+// Under EPT every paging-structure access is to a guest-physical address that EPT translates
+// (SDM Vol. 3 §29.3.3: walk reads, accessed/dirty updates, the PDPTE loads of MOV to CR).
 #include <atomic>
 
 #include "arch/paging.h"
@@ -15,6 +17,7 @@ namespace {
 struct Level {
   uint8_t* host = nullptr;  // nullptr: the entry is not in RAM (reads as all ones)
   uint64_t value = 0;
+  uint64_t gpa = 0;  // the entry's (guest-)physical address
   bool wide = true;  // 8-byte entry
 };
 
@@ -41,20 +44,41 @@ static void set_bits(const Level& l, uint64_t bits) {
   else std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(l.host)).fetch_or(uint32_t(bits));
 }
 
-bool Cpu::load_pdptes(uint64_t cr3) {
-  // SDM §4.4.1: the four PDPTEs are loaded from the 32-byte-aligned table CR3[31:5] points to;
-  // a present PDPTE with a reserved bit set makes the loading instruction #GP(0).
-  const uint64_t base = cr3 & 0xffffffe0ull;
-  const uint64_t rsvd = ~pte::phys_mask(model_.maxphyaddr()) & ~0xfffull;
-  std::array<uint64_t, 4> p{};
+// SDM §4.4.1: the four PDPTEs are loaded from the 32-byte-aligned table CR3[31:5] points to
+// (at `base`, physical); a present PDPTE with a reserved bit set makes the load fail.
+static bool read_pdptes(PhysMem& mem, uint64_t base, int maxphyaddr, std::array<uint64_t, 4>& p) {
+  const uint64_t rsvd = ~pte::phys_mask(maxphyaddr) & ~0xfffull;
   for (int i = 0; i < 4; ++i) {
     Level l;
-    read_entry(mem_, base + 8 * i, true, l);
+    read_entry(mem, base + 8 * i, true, l);
     p[i] = l.value;
     if ((p[i] & pte::kP) && (p[i] & (rsvd | 0x1e6ull))) return false;
   }
+  return true;
+}
+
+bool Cpu::load_pdptes(uint64_t cr3) {
+  std::array<uint64_t, 4> p{};
+  if (!read_pdptes(mem_, cr3 & 0xffffffe0ull, model_.maxphyaddr(), p)) return false;
   state.pdpte = p;
   return true;
+}
+
+Status Cpu::load_pdptes_checked(uint64_t cr3) {
+  uint64_t base = cr3 & 0xffffffe0ull;
+  if (ept_active()) {
+    // A read through EPT without a linear address; it needs no EPT write permission and sets no
+    // EPT dirty flag even with EPT A/D flags enabled (SDM §29.3.3.2, §29.3.5). The 32-byte
+    // table lies within one page.
+    EptTranslation et;
+    const Status st = ept_translate(base, EptAccess::kPdpteLoad, 0, et);
+    if (st != Status::kNext) return st;
+    base = et.hpa;
+  }
+  std::array<uint64_t, 4> p{};
+  if (!read_pdptes(mem_, base, model_.maxphyaddr(), p)) return fault(arch::Vector::kGP, 0);
+  state.pdpte = p;
+  return Status::kNext;
 }
 
 Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
@@ -69,6 +93,19 @@ Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
   Level levels[4];
   int n = 0;
   uint64_t pa_page = 0, page_offset_mask = 0xfff;
+  // A paging-structure entry at (guest-)physical address pa: a read through EPT when it is on.
+  const bool ept = ept_active();
+  auto load = [&](uint64_t pa, bool wide, Level& l) {
+    l.gpa = pa;
+    if (ept) {
+      EptTranslation et;
+      const Status st = ept_translate(pa, EptAccess::kPagingRead, la, et);
+      if (st != Status::kNext) return st;
+      pa = et.hpa;
+    }
+    read_entry(mem_, pa, wide, l);
+    return Status::kNext;
+  };
   t.user = true;
   t.writable = true;
   t.nx = false;
@@ -85,7 +122,7 @@ Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
     // SDM §4.3: 32-bit paging, 4-byte entries, optional 4 MiB pages with PSE (and PSE-36).
     const bool pse = state.cr4 & cr4::kPSE;
     Level& pde = levels[n++];
-    read_entry(mem_, (state.cr3 & 0xfffff000ull) + ((la >> 22) & 0x3ff) * 4, false, pde);
+    if (Status st = load((state.cr3 & 0xfffff000ull) + ((la >> 22) & 0x3ff) * 4, false, pde); st != Status::kNext) return st;
     if (!(pde.value & pte::kP)) return not_present();
     accumulate(pde.value);
     if (pse && (pde.value & pte::kPS)) {
@@ -99,7 +136,7 @@ Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
       t.global = (state.cr4 & cr4::kPGE) && (pde.value & pte::kG);
     } else {
       Level& p = levels[n++];
-      read_entry(mem_, (pde.value & 0xfffff000ull) + ((la >> 12) & 0x3ff) * 4, false, p);
+      if (Status st = load((pde.value & 0xfffff000ull) + ((la >> 12) & 0x3ff) * 4, false, p); st != Status::kNext) return st;
       if (!(p.value & pte::kP)) return not_present();
       accumulate(p.value);
       pa_page = p.value & 0xfffff000ull;
@@ -127,7 +164,7 @@ Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
     for (; level >= 1; --level) {
       const unsigned shift = 12 + 9 * (level - 1);
       Level& l = levels[n++];
-      read_entry(mem_, table + ((la >> shift) & 0x1ff) * 8, true, l);
+      if (Status st = load(table + ((la >> shift) & 0x1ff) * 8, true, l); st != Status::kNext) return st;
       const uint64_t e = l.value;
       if (!(e & pte::kP)) return not_present();
       uint64_t rsvd = rsvd_common;
@@ -166,10 +203,20 @@ Status Cpu::walk(uint64_t la, AccessKind kind, MmuIdx idx, Translation& t) {
   }
   if (!ok) return page_fault(la, pfec | pfec::kPresent);
 
-  // Accessed flags on every entry used, dirty on the leaf for writes (§4.8).
+  // Accessed flags on every entry used, dirty on the leaf for writes (§4.8). Under EPT each
+  // update is a write to a guest-physical address (§29.3.3.2); with EPT A/D flags enabled the
+  // walk's reads were writes already.
+  const bool ad_checked = !ept || (vmx_.ctl.eptp & arch::eptp::kAdEnable);
   for (int i = 0; i < n; ++i) {
     const bool leaf = i == n - 1;
-    set_bits(levels[i], pte::kA | (leaf && kind == AccessKind::kWrite ? pte::kD : 0));
+    const uint64_t bits = pte::kA | (leaf && kind == AccessKind::kWrite ? pte::kD : 0);
+    if ((levels[i].value & bits) == bits) continue;
+    if (!ad_checked) {
+      EptTranslation et;
+      const Status st = ept_translate(levels[i].gpa, EptAccess::kPagingWrite, la, et);
+      if (st != Status::kNext) return st;
+    }
+    set_bits(levels[i], bits);
   }
   t.dirty = kind == AccessKind::kWrite || (levels[n - 1].value & pte::kD);
   t.pa = pa_page | (la & page_offset_mask);

@@ -164,7 +164,7 @@ Status clflush(Cpu& c, const Insn& i) {
   if (off < sc.rd_lo || off > sc.rd_hi) return c.seg_fault(s);
   const uint64_t la = (sc.base + off) & (c.in_64bit_mode() ? ~0ull : 0xffffffffull);
   const TlbEntry& e = c.tlb().entry(c.mmu_idx(), la);
-  if (e.tag_read == ((la & kPageMask) | c.pcid()) && is_canonical(la)) return Status::kNext;
+  if (e.tag_read == ((la & kPageMask) | c.tlb().tag()) && is_canonical(la)) return Status::kNext;
   uint8_t* host;
   uint64_t pa;
   return c.translate(la, AccessKind::kRead, c.mmu_idx(), s, host, pa);

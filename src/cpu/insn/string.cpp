@@ -175,7 +175,7 @@ uint64_t run_limit(const Cpu& c, SegReg s, uint64_t off, bool write) {
 uint8_t* host_ptr(Cpu& c, SegReg s, uint64_t off, AccessKind kind, Status& st) {
   const uint64_t la = (c.seg_cache(s).base + off) & la_mask(c);
   const TlbEntry& e = c.tlb().entry(c.mmu_idx(), la);
-  const uint64_t key = (la & kPageMask) | c.pcid();
+  const uint64_t key = (la & kPageMask) | c.tlb().tag();
   const bool hit = kind == AccessKind::kRead ? e.tag_read == key : e.tag_write.load(std::memory_order_relaxed) == key;
   if (hit && is_canonical(la)) return reinterpret_cast<uint8_t*>(la + e.addend);
   uint8_t* page;

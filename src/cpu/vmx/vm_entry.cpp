@@ -138,8 +138,8 @@ VmxResult Cpu::vm_enter(bool resume) {
   auto entry_failure = [&](const VmEntryCheck& f) {
     v.write(VmcsField::VM_EXIT_REASON, f.exit_reason);
     v.write(VmcsField::EXIT_QUALIFICATION, f.qualification);
+    vmx_tlb_exit(v);  // back to VPID 0 as on a VM exit (SDM §29.4.3.3)
     vmx_load_host_state(v);
-    tlb_.flush_all();
     state.nmi_blocking = nmi_blocking_before;
     uint32_t failed = 0;
     if (!vmx_process_msr_list(v.read(VmcsField::VM_EXIT_MSR_LOAD_ADDR), uint32_t(v.read(VmcsField::VM_EXIT_MSR_LOAD_COUNT)),
@@ -156,6 +156,7 @@ VmxResult Cpu::vm_enter(bool resume) {
 
   // §27.3.2 then §27.4: load guest state, then the VM-entry MSR-load list, entry by entry (the
   // MSRs of earlier entries stay loaded when a later one fails).
+  vmx_tlb_enter(v);  // the guest's VPID/EP4TA tags the TLB from here (SDM §29.4)
   vmx_load_guest_state(v);
   const uint64_t msr_area = v.read(VmcsField::VM_ENTRY_MSR_LOAD_ADDR);
   const uint32_t msr_count = uint32_t(v.read(VmcsField::VM_ENTRY_MSR_LOAD_COUNT));
@@ -171,7 +172,6 @@ VmxResult Cpu::vm_enter(bool resume) {
   vmx_.pause_loop = {};  // SDM §26.1.3: the first PAUSE at CPL 0 after VM entry starts a loop
   vmx_.non_root = true;
   vmx_.exit_pending = false;
-  tlb_.flush_all();  // until translations are tagged by VPID/EPTP
   refresh_mode();
 
   // Event injection and the event state of non-root operation: NMI blocking, the

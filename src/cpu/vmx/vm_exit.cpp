@@ -37,7 +37,8 @@ Status Cpu::vm_exit(const VmExitInfo& e) {
   // VMX-abort indicators (SDM §28.7): 1 saving guest MSRs failed, 5 loading host MSRs failed.
   uint32_t abort = vmx_process_msr_list(v.read(VmcsField::VM_EXIT_MSR_STORE_ADDR),
                                         uint32_t(v.read(VmcsField::VM_EXIT_MSR_STORE_COUNT)), true, failed) ? 0 : 1;
-  // §28.5: host state; §28.6: the exit MSR-load list.
+  // §28.5: host state; §28.6: the exit MSR-load list. The TLB goes back to VPID 0 (§29.4.3.3).
+  vmx_tlb_exit(v);
   vmx_load_host_state(v);
   if (!abort && !vmx_process_msr_list(v.read(VmcsField::VM_EXIT_MSR_LOAD_ADDR),
                                       uint32_t(v.read(VmcsField::VM_EXIT_MSR_LOAD_COUNT)), false, failed))
@@ -45,7 +46,6 @@ Status Cpu::vm_exit(const VmExitInfo& e) {
   vmx_.non_root = false;
   vmx_.exit_pending = true;
   has_pending_event_ = false;
-  tlb_.flush_all();  // until translations are tagged by VPID/EPTP
   if (abort) {
     // §28.7: a VMX abort; the processor records the reason and shuts down.
     v.set_abort_indicator(abort);
