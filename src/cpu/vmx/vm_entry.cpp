@@ -96,8 +96,12 @@ bool Cpu::vmx_process_msr_list(uint64_t addr, uint32_t count, bool store, uint32
     std::memcpy(&index, e, 4);
     std::memcpy(&reserved, e + 4, 4);
     if (store) {
+      // SDM §28.4: IA32_SMBASE and the x2APIC MSRs cannot be stored (a VMX abort).
       uint64_t value = 0;
-      if (reserved || read_msr(*this, index, value) != MsrResult::kOk) { failed_index = k + 1; return false; }
+      if (reserved || index == 0x9e || (index >> 8) == 0x8 || read_msr(*this, index, value) != MsrResult::kOk) {
+        failed_index = k + 1;
+        return false;
+      }
       std::memcpy(e + 8, &value, 8);
       continue;
     }

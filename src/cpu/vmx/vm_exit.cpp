@@ -34,7 +34,7 @@ Status Cpu::vm_exit(const VmExitInfo& e) {
   // timer (SDM §28.2.3, §28.2.4, §28.3.3, §28.3.4; exit_event_info.cpp).
   vmx_exit_events(v, e);
   uint32_t failed = 0;
-  // VMX-abort indicators (SDM §28.7): 1 saving guest MSRs failed, 5 loading host MSRs failed.
+  // VMX-abort indicators (SDM §28.7): 1 saving guest MSRs failed, 4 loading host MSRs failed.
   uint32_t abort = vmx_process_msr_list(v.read(VmcsField::VM_EXIT_MSR_STORE_ADDR),
                                         uint32_t(v.read(VmcsField::VM_EXIT_MSR_STORE_COUNT)), true, failed) ? 0 : 1;
   // §28.5: host state; §28.6: the exit MSR-load list. The TLB goes back to VPID 0 (§29.4.3.3).
@@ -42,7 +42,7 @@ Status Cpu::vm_exit(const VmExitInfo& e) {
   vmx_load_host_state(v);
   if (!abort && !vmx_process_msr_list(v.read(VmcsField::VM_EXIT_MSR_LOAD_ADDR),
                                       uint32_t(v.read(VmcsField::VM_EXIT_MSR_LOAD_COUNT)), false, failed))
-    abort = 5;
+    abort = 4;
   vmx_.non_root = false;
   vmx_.exit_pending = true;
   has_pending_event_ = false;
