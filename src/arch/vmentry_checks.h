@@ -91,6 +91,8 @@ uint32_t msr_list_max(const VmxCapabilities& caps);
 // silicon's WRMSR, or nested VMX's emulated one); if it rejects the value, the caller fails the
 // entry with msr_load_write_failure(index), so that both report the same rule.
 VmEntryCheck check_msr_load_entry(const VmEntryEnv& env, const MsrListEntry& e, uint32_t index);
+// An EPTP against IA32_VMX_EPT_VPID_CAP (SDM §27.2.1.1): also the operand check of INVEPT.
+VmEntryCheck check_eptp(const VmxCapabilities& caps, uint64_t eptp);
 VmEntryCheck msr_load_write_failure(uint32_t index);
 
 }  // namespace nestvm::arch

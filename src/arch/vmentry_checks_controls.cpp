@@ -41,24 +41,6 @@ VmEntryCheck check_msr_area(const VmxCapabilities& caps, uint64_t addr, uint32_t
   return {};
 }
 
-// EPTP (SDM §27.2.1.1, §25.6.11) against IA32_VMX_EPT_VPID_CAP.
-VmEntryCheck check_eptp(const VmxCapabilities& caps, uint64_t eptp) {
-  const uint64_t cap = caps.ept_vpid_cap;
-  const uint64_t type = eptp & eptp::kMemTypeMask;
-  if (!(type == eptp::kMemTypeUc && (cap & ept_vpid_cap::kMemTypeUc)) &&
-      !(type == eptp::kMemTypeWb && (cap & ept_vpid_cap::kMemTypeWb)))
-    return fail_control("EPTP memory type (bits 2:0) must be one IA32_VMX_EPT_VPID_CAP supports (0 UC, 6 WB)", kExec);
-  const uint64_t walk = (eptp >> eptp::kWalkLengthShift) & 7;
-  if (!(walk == 3 && (cap & ept_vpid_cap::kPageWalk4)) && !(walk == 4 && (cap & ept_vpid_cap::kPageWalk5)))
-    return fail_control("EPTP page-walk length (bits 5:3) must be 3, a 4-level walk", kExec);
-  if ((eptp & eptp::kAdEnable) && !(cap & ept_vpid_cap::kAccessedDirty))
-    return fail_control("EPTP accessed/dirty enable (bit 6) requires IA32_VMX_EPT_VPID_CAP[21]", kExec);
-  // Bit 7 (supervisor shadow-stack control) needs CET, which no nestvm processor has.
-  if (eptp & (eptp::kSupervisorShadowStack | eptp::kReservedLow))
-    return fail_control("EPTP reserved bits 11:7 must be 0", kExec);
-  if (!within_phys_width(caps, eptp)) return fail_control("EPTP must be within the physical-address width", kExec);
-  return {};
-}
 
 VmEntryCheck check_execution_controls(const VmEntryEnv& env, const EntryControls& c) {
   const VmxCapabilities& caps = *env.caps;
@@ -252,6 +234,25 @@ VmEntryCheck check_entry_controls(const VmEntryEnv& env, const EntryControls& c)
 }
 
 }  // namespace
+
+// EPTP (SDM §27.2.1.1, §25.6.11) against IA32_VMX_EPT_VPID_CAP.
+VmEntryCheck check_eptp(const VmxCapabilities& caps, uint64_t eptp) {
+  const uint64_t cap = caps.ept_vpid_cap;
+  const uint64_t type = eptp & eptp::kMemTypeMask;
+  if (!(type == eptp::kMemTypeUc && (cap & ept_vpid_cap::kMemTypeUc)) &&
+      !(type == eptp::kMemTypeWb && (cap & ept_vpid_cap::kMemTypeWb)))
+    return fail_control("EPTP memory type (bits 2:0) must be one IA32_VMX_EPT_VPID_CAP supports (0 UC, 6 WB)", kExec);
+  const uint64_t walk = (eptp >> eptp::kWalkLengthShift) & 7;
+  if (!(walk == 3 && (cap & ept_vpid_cap::kPageWalk4)) && !(walk == 4 && (cap & ept_vpid_cap::kPageWalk5)))
+    return fail_control("EPTP page-walk length (bits 5:3) must be 3, a 4-level walk", kExec);
+  if ((eptp & eptp::kAdEnable) && !(cap & ept_vpid_cap::kAccessedDirty))
+    return fail_control("EPTP accessed/dirty enable (bit 6) requires IA32_VMX_EPT_VPID_CAP[21]", kExec);
+  // Bit 7 (supervisor shadow-stack control) needs CET, which no nestvm processor has.
+  if (eptp & (eptp::kSupervisorShadowStack | eptp::kReservedLow))
+    return fail_control("EPTP reserved bits 11:7 must be 0", kExec);
+  if (!within_phys_width(caps, eptp)) return fail_control("EPTP must be within the physical-address width", kExec);
+  return {};
+}
 
 VmEntryCheck check_vmx_controls(const VmEntryEnv& env) {
   const EntryControls c(env);

@@ -295,9 +295,9 @@ Handler select_smsw(const DecodeInput& in, Insn& i) {
 // ---- INVLPG, INVPCID ----------------------------------------------------------------------
 // Invalidates the translation of the page containing `la` for PCID `pcid` and global
 // translations (SDM Vol. 3 §4.10.4.1), whatever the size of that page.
-void invalidate_page(Cpu& c, uint64_t la, uint16_t pcid) {
-  if (c.paging_mode() != PagingMode::kNone) c.tlb().flush_page_any_size(la, pcid);
-}
+// With paging off there are no linear mappings, but under EPT there are combined ones, which
+// INVLPG drops too (SDM Vol. 3 §29.4.3.1); flushing is harmless either way.
+void invalidate_page(Cpu& c, uint64_t la, uint16_t pcid) { c.tlb().flush_page_any_size(la, pcid); }
 
 // INVLPG does not access memory: no segment or page checks, and a non-canonical address
 // invalidates nothing (SDM Vol. 2 INVLPG). "INVLPG exiting" reports the linear-address operand,

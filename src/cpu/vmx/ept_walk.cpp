@@ -13,17 +13,6 @@ namespace nestvm::cpu {
 
 using namespace arch;
 
-bool eptp_valid(const VmxCapabilities& caps, uint64_t eptp) {
-  const uint64_t mem_type = eptp & eptp::kMemTypeMask;
-  if (!((mem_type == eptp::kMemTypeUc && (caps.ept_vpid_cap & ept_vpid_cap::kMemTypeUc)) ||
-        (mem_type == eptp::kMemTypeWb && (caps.ept_vpid_cap & ept_vpid_cap::kMemTypeWb))))
-    return false;
-  // nestvm's EPT walks have 4 levels (the page-walk length minus 1 is 3).
-  if (((eptp >> eptp::kWalkLengthShift) & 7) != 3 || !(caps.ept_vpid_cap & ept_vpid_cap::kPageWalk4)) return false;
-  if ((eptp & eptp::kAdEnable) && !(caps.ept_vpid_cap & ept_vpid_cap::kAccessedDirty)) return false;
-  if (eptp & (eptp::kSupervisorShadowStack | eptp::kReservedLow)) return false;
-  return (eptp >> caps.maxphyaddr) == 0;
-}
 
 namespace {
 

@@ -31,8 +31,6 @@ constexpr uint64_t eptp_ep4ta(uint64_t eptp) { return eptp & 0x000ffffffffff000u
 
 // Whether a VM entry with "enable EPT" would accept this EPTP (SDM §27.2.1.1): a supported
 // memory type, a supported page-walk length, A/D only if supported, reserved bits 11:8 and
-// bits above the physical-address width clear. INVEPT single-context checks the same.
-bool eptp_valid(const arch::VmxCapabilities& caps, uint64_t eptp);
 
 // EPT memory types 2, 3 and 7 are reserved (SDM §29.3.7).
 constexpr bool ept_memory_type_valid(unsigned type) { return type != 2 && type != 3 && type != 7; }

@@ -3,6 +3,7 @@
 // VM exits invalidate, and INVEPT/INVVPID as L0 executes them.
 #include "arch/cr.h"
 #include "arch/vmcs.h"
+#include "arch/vmentry_checks.h"
 #include "cpu/memory.h"
 
 namespace nestvm::cpu {
@@ -50,7 +51,7 @@ VmxResult Cpu::invept(uint64_t type, uint64_t eptp) {
   if (type == uint64_t(InveptType::kSingleContext)) {
     // The EPTP must be one VM entry would accept; mappings of its EP4TA go, for every VPID and
     // PCID (guest-physical mappings are not cached apart from combined ones).
-    if (!eptp_valid(vmx_caps_, eptp)) return vmx_fail(VmxError::INVALID_OPERAND_TO_INVEPT_INVVPID);
+    if (!arch::check_eptp(vmx_caps_, eptp).ok()) return vmx_fail(VmxError::INVALID_OPERAND_TO_INVEPT_INVVPID);
     tlb_.flush_ep4ta(eptp_ep4ta(eptp));
   } else {
     tlb_.flush_all_ep4tas();
