@@ -64,6 +64,22 @@ inline constexpr uint32_t kShadowIndicator = 1u << 31;
 inline constexpr uint32_t kSize = 4096;
 }  // namespace vmcs_layout
 
+// The four fields of each guest segment register: ES, CS, SS, DS, FS, GS (SegReg order), then
+// LDTR (index 6) and TR (index 7).
+struct VmcsSegmentFields {
+  VmcsField selector, base, limit, ar;
+};
+inline constexpr VmcsSegmentFields kGuestSegmentFields[8] = {
+    {VmcsField::GUEST_ES_SELECTOR, VmcsField::GUEST_ES_BASE, VmcsField::GUEST_ES_LIMIT, VmcsField::GUEST_ES_AR_BYTES},
+    {VmcsField::GUEST_CS_SELECTOR, VmcsField::GUEST_CS_BASE, VmcsField::GUEST_CS_LIMIT, VmcsField::GUEST_CS_AR_BYTES},
+    {VmcsField::GUEST_SS_SELECTOR, VmcsField::GUEST_SS_BASE, VmcsField::GUEST_SS_LIMIT, VmcsField::GUEST_SS_AR_BYTES},
+    {VmcsField::GUEST_DS_SELECTOR, VmcsField::GUEST_DS_BASE, VmcsField::GUEST_DS_LIMIT, VmcsField::GUEST_DS_AR_BYTES},
+    {VmcsField::GUEST_FS_SELECTOR, VmcsField::GUEST_FS_BASE, VmcsField::GUEST_FS_LIMIT, VmcsField::GUEST_FS_AR_BYTES},
+    {VmcsField::GUEST_GS_SELECTOR, VmcsField::GUEST_GS_BASE, VmcsField::GUEST_GS_LIMIT, VmcsField::GUEST_GS_AR_BYTES},
+    {VmcsField::GUEST_LDTR_SELECTOR, VmcsField::GUEST_LDTR_BASE, VmcsField::GUEST_LDTR_LIMIT, VmcsField::GUEST_LDTR_AR_BYTES},
+    {VmcsField::GUEST_TR_SELECTOR, VmcsField::GUEST_TR_BASE, VmcsField::GUEST_TR_LIMIT, VmcsField::GUEST_TR_AR_BYTES},
+};
+
 // The highest field index supported (IA32_VMX_VMCS_ENUM bits 9:1).
 unsigned vmcs_highest_index();
 

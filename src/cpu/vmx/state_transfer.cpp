@@ -10,22 +10,6 @@ using namespace arch;
 
 namespace {
 
-struct SegmentFields {
-  VmcsField selector, base, limit, ar;
-};
-
-// ES, CS, SS, DS, FS, GS (SegReg order), then LDTR and TR.
-constexpr SegmentFields kGuestSegments[8] = {
-    {VmcsField::GUEST_ES_SELECTOR, VmcsField::GUEST_ES_BASE, VmcsField::GUEST_ES_LIMIT, VmcsField::GUEST_ES_AR_BYTES},
-    {VmcsField::GUEST_CS_SELECTOR, VmcsField::GUEST_CS_BASE, VmcsField::GUEST_CS_LIMIT, VmcsField::GUEST_CS_AR_BYTES},
-    {VmcsField::GUEST_SS_SELECTOR, VmcsField::GUEST_SS_BASE, VmcsField::GUEST_SS_LIMIT, VmcsField::GUEST_SS_AR_BYTES},
-    {VmcsField::GUEST_DS_SELECTOR, VmcsField::GUEST_DS_BASE, VmcsField::GUEST_DS_LIMIT, VmcsField::GUEST_DS_AR_BYTES},
-    {VmcsField::GUEST_FS_SELECTOR, VmcsField::GUEST_FS_BASE, VmcsField::GUEST_FS_LIMIT, VmcsField::GUEST_FS_AR_BYTES},
-    {VmcsField::GUEST_GS_SELECTOR, VmcsField::GUEST_GS_BASE, VmcsField::GUEST_GS_LIMIT, VmcsField::GUEST_GS_AR_BYTES},
-    {VmcsField::GUEST_LDTR_SELECTOR, VmcsField::GUEST_LDTR_BASE, VmcsField::GUEST_LDTR_LIMIT, VmcsField::GUEST_LDTR_AR_BYTES},
-    {VmcsField::GUEST_TR_SELECTOR, VmcsField::GUEST_TR_BASE, VmcsField::GUEST_TR_LIMIT, VmcsField::GUEST_TR_AR_BYTES},
-};
-
 constexpr VmcsField kGuestPdptes[4] = {VmcsField::GUEST_PDPTR0, VmcsField::GUEST_PDPTR1, VmcsField::GUEST_PDPTR2,
                                        VmcsField::GUEST_PDPTR3};
 
@@ -57,10 +41,10 @@ void Cpu::vmx_load_guest_state(VmcsRegion& v) {
   }
   for (unsigned i = 0; i < 8; ++i) {
     Segment& seg = segment_slot(s, i);
-    seg.selector = uint16_t(v.read(kGuestSegments[i].selector));
-    seg.base = v.read(kGuestSegments[i].base);
-    seg.limit = uint32_t(v.read(kGuestSegments[i].limit));
-    seg.ar = uint32_t(v.read(kGuestSegments[i].ar)) & 0x1f0ff;
+    seg.selector = uint16_t(v.read(kGuestSegmentFields[i].selector));
+    seg.base = v.read(kGuestSegmentFields[i].base);
+    seg.limit = uint32_t(v.read(kGuestSegmentFields[i].limit));
+    seg.ar = uint32_t(v.read(kGuestSegmentFields[i].ar)) & 0x1f0ff;
   }
   s.gdtr = {v.read(VmcsField::GUEST_GDTR_BASE), uint16_t(v.read(VmcsField::GUEST_GDTR_LIMIT))};
   s.idtr = {v.read(VmcsField::GUEST_IDTR_BASE), uint16_t(v.read(VmcsField::GUEST_IDTR_LIMIT))};
@@ -101,10 +85,10 @@ void Cpu::vmx_save_guest_state(VmcsRegion& v) {
   if (exit & exit_ctl::kSaveEfer) v.write(VmcsField::GUEST_IA32_EFER, s.msr.efer);
   for (unsigned i = 0; i < 8; ++i) {
     const Segment& seg = i < 6 ? s.seg[i] : (i == 6 ? s.ldtr : s.tr);
-    v.write(kGuestSegments[i].selector, seg.selector);
-    v.write(kGuestSegments[i].base, seg.base);
-    v.write(kGuestSegments[i].limit, seg.limit);
-    v.write(kGuestSegments[i].ar, seg.ar);
+    v.write(kGuestSegmentFields[i].selector, seg.selector);
+    v.write(kGuestSegmentFields[i].base, seg.base);
+    v.write(kGuestSegmentFields[i].limit, seg.limit);
+    v.write(kGuestSegmentFields[i].ar, seg.ar);
   }
   v.write(VmcsField::GUEST_GDTR_BASE, s.gdtr.base);
   v.write(VmcsField::GUEST_GDTR_LIMIT, s.gdtr.limit);

@@ -90,21 +90,13 @@ class EventMachine : public VmxTestMachine {
     vmwrite(F::GUEST_CR4, arch::cr4::kPSE | arch::cr4::kVMXE);
     set_control(F::VM_ENTRY_CONTROLS, arch::entry_ctl::kIa32eModeGuest, false);
     vmwrite(F::GUEST_IA32_EFER, 0);
-    const F sel[] = {F::GUEST_ES_SELECTOR, F::GUEST_CS_SELECTOR, F::GUEST_SS_SELECTOR,
-                     F::GUEST_DS_SELECTOR, F::GUEST_FS_SELECTOR, F::GUEST_GS_SELECTOR};
-    const F base[] = {F::GUEST_ES_BASE, F::GUEST_CS_BASE, F::GUEST_SS_BASE,
-                      F::GUEST_DS_BASE, F::GUEST_FS_BASE, F::GUEST_GS_BASE};
-    const F lim[] = {F::GUEST_ES_LIMIT, F::GUEST_CS_LIMIT, F::GUEST_SS_LIMIT,
-                     F::GUEST_DS_LIMIT, F::GUEST_FS_LIMIT, F::GUEST_GS_LIMIT};
-    const F ar[] = {F::GUEST_ES_AR_BYTES, F::GUEST_CS_AR_BYTES, F::GUEST_SS_AR_BYTES,
-                    F::GUEST_DS_AR_BYTES, F::GUEST_FS_AR_BYTES, F::GUEST_GS_AR_BYTES};
     for (unsigned k = 0; k < 6; ++k) {
       const uint16_t s = k == unsigned(arch::SegReg::kCS) ? sel::kCode32 : sel::kData;
       const arch::Descriptor d{peek<uint64_t>(layout::kGdt + s)};
-      vmwrite(sel[k], s);
-      vmwrite(base[k], d.base());
-      vmwrite(lim[k], d.limit());
-      vmwrite(ar[k], d.ar() | arch::ar::kAccessed);
+      vmwrite(arch::kGuestSegmentFields[k].selector, s);
+      vmwrite(arch::kGuestSegmentFields[k].base, d.base());
+      vmwrite(arch::kGuestSegmentFields[k].limit, d.limit());
+      vmwrite(arch::kGuestSegmentFields[k].ar, d.ar() | arch::ar::kAccessed);
     }
   }
 

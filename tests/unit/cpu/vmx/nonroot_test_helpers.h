@@ -34,19 +34,10 @@ class NonRootMachine : public VmxTestMachine {
   void set_guest_segment(arch::SegReg s, uint16_t selector) {
     const arch::Descriptor d{peek<uint64_t>(layout::kGdt + (selector & ~7))};
     const auto k = unsigned(s);
-    using F = arch::VmcsField;
-    const F sel[] = {F::GUEST_ES_SELECTOR, F::GUEST_CS_SELECTOR, F::GUEST_SS_SELECTOR,
-                     F::GUEST_DS_SELECTOR, F::GUEST_FS_SELECTOR, F::GUEST_GS_SELECTOR};
-    const F base[] = {F::GUEST_ES_BASE, F::GUEST_CS_BASE, F::GUEST_SS_BASE,
-                      F::GUEST_DS_BASE, F::GUEST_FS_BASE, F::GUEST_GS_BASE};
-    const F lim[] = {F::GUEST_ES_LIMIT, F::GUEST_CS_LIMIT, F::GUEST_SS_LIMIT,
-                     F::GUEST_DS_LIMIT, F::GUEST_FS_LIMIT, F::GUEST_GS_LIMIT};
-    const F ar[] = {F::GUEST_ES_AR_BYTES, F::GUEST_CS_AR_BYTES, F::GUEST_SS_AR_BYTES,
-                    F::GUEST_DS_AR_BYTES, F::GUEST_FS_AR_BYTES, F::GUEST_GS_AR_BYTES};
-    vmwrite(sel[k], selector);
-    vmwrite(base[k], d.base());
-    vmwrite(lim[k], d.limit());
-    vmwrite(ar[k], d.ar() | arch::ar::kAccessed);
+    vmwrite(arch::kGuestSegmentFields[k].selector, selector);
+    vmwrite(arch::kGuestSegmentFields[k].base, d.base());
+    vmwrite(arch::kGuestSegmentFields[k].limit, d.limit());
+    vmwrite(arch::kGuestSegmentFields[k].ar, d.ar() | arch::ar::kAccessed);
   }
   // 64-bit user code and stack (CPL 3).
   void guest_cpl3() {
@@ -71,20 +62,12 @@ class NonRootMachine : public VmxTestMachine {
     vmwrite(F::GUEST_CR3, 0);
     vmwrite(F::GUEST_CR4, arch::cr4::kVMXE);
     vmwrite(F::GUEST_IA32_EFER, 0);
-    const F sel[] = {F::GUEST_ES_SELECTOR, F::GUEST_CS_SELECTOR, F::GUEST_SS_SELECTOR,
-                     F::GUEST_DS_SELECTOR, F::GUEST_FS_SELECTOR, F::GUEST_GS_SELECTOR};
-    const F base[] = {F::GUEST_ES_BASE, F::GUEST_CS_BASE, F::GUEST_SS_BASE,
-                      F::GUEST_DS_BASE, F::GUEST_FS_BASE, F::GUEST_GS_BASE};
-    const F lim[] = {F::GUEST_ES_LIMIT, F::GUEST_CS_LIMIT, F::GUEST_SS_LIMIT,
-                     F::GUEST_DS_LIMIT, F::GUEST_FS_LIMIT, F::GUEST_GS_LIMIT};
-    const F ar[] = {F::GUEST_ES_AR_BYTES, F::GUEST_CS_AR_BYTES, F::GUEST_SS_AR_BYTES,
-                    F::GUEST_DS_AR_BYTES, F::GUEST_FS_AR_BYTES, F::GUEST_GS_AR_BYTES};
     for (unsigned k = 0; k < arch::kNumSegRegs; ++k) {
       const bool code = k == unsigned(arch::SegReg::kCS);
-      vmwrite(sel[k], code ? cs : 0);
-      vmwrite(base[k], code ? uint64_t(cs) << 4 : 0);
-      vmwrite(lim[k], 0xffff);
-      vmwrite(ar[k], code ? 0x9b : 0x93);
+      vmwrite(arch::kGuestSegmentFields[k].selector, code ? cs : 0);
+      vmwrite(arch::kGuestSegmentFields[k].base, code ? uint64_t(cs) << 4 : 0);
+      vmwrite(arch::kGuestSegmentFields[k].limit, 0xffff);
+      vmwrite(arch::kGuestSegmentFields[k].ar, code ? 0x9b : 0x93);
     }
     vmwrite(F::GUEST_RIP, 0);
     vmwrite(F::GUEST_RSP, 0x8000);

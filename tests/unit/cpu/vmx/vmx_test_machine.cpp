@@ -55,19 +55,11 @@ void VmxTestMachine::setup_guest64(uint64_t rip) {
   vmwrite(VmcsField::GUEST_RFLAGS, 0x2);
   vmwrite(VmcsField::GUEST_RIP, rip);
   vmwrite(VmcsField::GUEST_RSP, layout::kStackTop);
-  const VmcsField sel[] = {VmcsField::GUEST_ES_SELECTOR, VmcsField::GUEST_CS_SELECTOR, VmcsField::GUEST_SS_SELECTOR,
-                           VmcsField::GUEST_DS_SELECTOR, VmcsField::GUEST_FS_SELECTOR, VmcsField::GUEST_GS_SELECTOR};
-  const VmcsField base[] = {VmcsField::GUEST_ES_BASE, VmcsField::GUEST_CS_BASE, VmcsField::GUEST_SS_BASE,
-                            VmcsField::GUEST_DS_BASE, VmcsField::GUEST_FS_BASE, VmcsField::GUEST_GS_BASE};
-  const VmcsField lim[] = {VmcsField::GUEST_ES_LIMIT, VmcsField::GUEST_CS_LIMIT, VmcsField::GUEST_SS_LIMIT,
-                           VmcsField::GUEST_DS_LIMIT, VmcsField::GUEST_FS_LIMIT, VmcsField::GUEST_GS_LIMIT};
-  const VmcsField ar[] = {VmcsField::GUEST_ES_AR_BYTES, VmcsField::GUEST_CS_AR_BYTES, VmcsField::GUEST_SS_AR_BYTES,
-                          VmcsField::GUEST_DS_AR_BYTES, VmcsField::GUEST_FS_AR_BYTES, VmcsField::GUEST_GS_AR_BYTES};
   for (unsigned i = 0; i < 6; ++i) {
-    vmwrite(sel[i], s.seg[i].selector);
-    vmwrite(base[i], s.seg[i].base);
-    vmwrite(lim[i], s.seg[i].limit);
-    vmwrite(ar[i], s.seg[i].ar);
+    vmwrite(arch::kGuestSegmentFields[i].selector, s.seg[i].selector);
+    vmwrite(arch::kGuestSegmentFields[i].base, s.seg[i].base);
+    vmwrite(arch::kGuestSegmentFields[i].limit, s.seg[i].limit);
+    vmwrite(arch::kGuestSegmentFields[i].ar, s.seg[i].ar);
   }
   vmwrite(VmcsField::GUEST_LDTR_SELECTOR, 0);
   vmwrite(VmcsField::GUEST_LDTR_AR_BYTES, ar::kUnusable);
