@@ -277,6 +277,11 @@ class Cpu {
   bool vmx_non_root() const { return vmx_.non_root; }
   const VmxControls& vmx_controls() const { return vmx_.ctl; }
   VmcsRegion& current_vmcs() { return vmx_.current; }
+  // The guest-state area of a VMCS to and from this processor's state, as VM entry loads it and
+  // VM exit saves it (no checks, no MSR lists, no mode change): L0's instruction emulator uses
+  // them to run one guest instruction outside VMX on a processor of its own.
+  void load_guest_state_from(VmcsRegion& v) { vmx_load_guest_state(v); }
+  void save_guest_state_to(VmcsRegion& v) { vmx_save_guest_state(v); }
   // The silicon's VMX capabilities (what its capability MSRs would report).
   const arch::VmxCapabilities& vmx_caps() const { return vmx_caps_; }
   // INVEPT and INVVPID for L0 (SDM Vol. 2; invalidation rules of Vol. 3 §29.4.3): `type` is the

@@ -59,7 +59,10 @@ class PhysMem {
   virtual uint64_t mmio_read(uint64_t pa, unsigned size) { return ~0ull >> (64 - 8 * size); }
   virtual void mmio_write(uint64_t pa, unsigned size, uint64_t value) {}
 
-  CodeTracker& code_tracker() { return code_tracker_; }
+  // The tracker every processor using this space registers with. A view of another space (a
+  // guest-physical view of host-physical frames) returns the underlying space's tracker, so
+  // that decoded code stays coherent across both.
+  virtual CodeTracker& code_tracker() { return code_tracker_; }
 
   // Host-side writers (loaders, DMA) call this so that decoded code stays coherent.
   void note_host_write(uint64_t pa, uint64_t len);

@@ -1,0 +1,42 @@
+// L0's instruction emulator (KVM's x86 emulator, in nestvm's way): the guest instruction at
+// RIP is executed once, outside VMX, by a processor of L0's own attached to the guest's
+// physical address space (RAM through the memslots, MMIO and ports to the VM's devices), with
+// the state L1 sees. Used for MMIO, string I/O, control-register writes L0 owns bits of, CPUID
+// (answered from the VM's CPU model) and the other exits L0 handles by emulation.
+#pragma once
+#include <cstdint>
+
+#include "cpu/cpu.h"
+#include "hv/guest_phys_view.h"
+
+namespace nestvm::hv {
+
+class Vcpu;
+
+class Emulator {
+ public:
+  explicit Emulator(Vcpu& vcpu);
+  enum class Result : uint8_t {
+    kDone,           // executed; vmcs01 and the registers hold the result
+    kFaultInjected,  // the instruction faulted; the exception is queued for L1
+    kHalted,         // it was a HLT (the caller halts the vCPU)
+  };
+  Result emulate_one();
+
+ private:
+  class PortBus : public cpu::IoBus {
+   public:
+    explicit PortBus(const IoBuses& io) : io_(io) {}
+    uint32_t in(uint16_t port, unsigned size) override { return io_.pio_read(port, size); }
+    void out(uint16_t port, unsigned size, uint32_t v) override { io_.pio_write(port, size, v); }
+
+   private:
+    const IoBuses& io_;
+  };
+  Vcpu& vcpu_;
+  GuestPhysView view_;
+  PortBus ports_;
+  cpu::Cpu cpu_;
+};
+
+}  // namespace nestvm::hv
