@@ -29,6 +29,8 @@ def main():
     ap.add_argument("--initrd")
     ap.add_argument("--smp")
     ap.add_argument("-m", dest="mem")
+    ap.add_argument("--cpu", help="-cpu model and features")
+    ap.add_argument("--device", action="append", default=[], help="an extra -device")
     ap.add_argument("--expect-exit", type=int, default=1)
     ap.add_argument("--expect", action="append", default=[], help="a regex some output line must match")
     ap.add_argument("--timeout", type=float, default=60)
@@ -43,6 +45,10 @@ def main():
         cmd += ["-smp", a.smp]
     if a.mem:
         cmd += ["-m", a.mem]
+    if a.cpu:
+        cmd += ["-cpu", a.cpu]
+    for d in a.device:
+        cmd += ["-device", d]
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
 
     start = time.monotonic()
