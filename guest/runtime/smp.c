@@ -102,6 +102,13 @@ unsigned smp_start(void) {
   return online_cpus;
 }
 
+bool smp_restart(unsigned cpu) {
+  if (cpu == 0 || cpu >= online_cpus) return false;
+  struct percpu* p = &percpu_area[cpu];
+  __atomic_store_n(&p->online, 0, __ATOMIC_RELEASE);
+  return start_ap(cpu, (uint8_t)p->apic_id);
+}
+
 void on_cpu_async(unsigned cpu, cpu_fn fn, void* arg) {
   struct percpu* p = &percpu_area[cpu];
   p->call_arg = arg;

@@ -1,6 +1,7 @@
 /* Application processors: start-up through INIT-SIPI-SIPI (SDM Vol. 3 9.4.4.1 and the MP
  * specification's universal start-up algorithm) and running functions on them. */
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "runtime/percpu.h"
@@ -12,6 +13,11 @@ unsigned smp_start(void);
 unsigned cpu_count(void);
 /* APIC IDs the MADT listed, in CPU-index order (valid after smp_start()). */
 unsigned smp_expected_cpus(void);
+
+/* Sends INIT-SIPI-SIPI to a CPU that is already running: INIT puts it back into
+ * wait-for-SIPI (SDM Vol. 3 9.4.4.1), and it comes up again through the trampoline. Returns
+ * whether it came back online. */
+bool smp_restart(unsigned cpu);
 
 /* Runs fn(arg) on CPU `cpu` with interrupts disabled and waits for it to return (directly if
  * cpu is the caller). */
