@@ -1,0 +1,161 @@
+#include "vmm/stats_report.h"
+
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "hv/vcpu.h"
+#include "hv/vm.h"
+
+namespace nestvm::vmm {
+
+namespace {
+
+constexpr unsigned kEptViolation = unsigned(arch::ExitReason::EPT_VIOLATION);
+
+double seconds(uint64_t ns) { return double(ns) / 1e9; }
+
+double share(uint64_t part, uint64_t whole) { return whole ? 100.0 * double(part) / double(whole) : 0.0; }
+
+nlohmann::json figures_json(const VcpuFigures& f) {
+  nlohmann::json exits = nlohmann::json::object();
+  for (unsigned r = 0; r < arch::kNumExitReasons; ++r)
+    if (f.exits[r]) exits[arch::exit_reason_name(r)] = f.exits[r];
+  return {
+      {"exits", exits},
+      {"total_exits", f.total_exits()},
+      {"ept_violations", f.exits[kEptViolation]},
+      {"instructions", f.instructions},
+      {"guest_ns", f.guest_ns},
+      {"l0_ns", f.l0_ns},
+      {"halted_ns", f.halted_ns},
+      {"injected_interrupts", f.injected_interrupts},
+      {"emulated_instructions", f.emulated_instructions},
+  };
+}
+
+}  // namespace
+
+uint64_t VcpuFigures::total_exits() const {
+  uint64_t n = 0;
+  for (uint64_t e : exits) n += e;
+  return n;
+}
+
+void VcpuFigures::add(const VcpuFigures& o) {
+  for (unsigned r = 0; r < arch::kNumExitReasons; ++r) exits[r] += o.exits[r];
+  instructions += o.instructions;
+  guest_ns += o.guest_ns;
+  l0_ns += o.l0_ns;
+  halted_ns += o.halted_ns;
+  injected_interrupts += o.injected_interrupts;
+  emulated_instructions += o.emulated_instructions;
+}
+
+StatsSnapshot take_stats(hv::Vm& vm, uint64_t wall_ns, std::string stop_reason, int exit_status) {
+  StatsSnapshot s;
+  for (unsigned i = 0; i < vm.vcpu_count(); ++i) {
+    const hv::VcpuStats& st = vm.vcpu(i).stats();
+    VcpuFigures f;
+    for (unsigned r = 0; r < arch::kNumExitReasons; ++r) f.exits[r] = st.exits[r].load();
+    f.instructions = st.instructions.load();
+    f.guest_ns = st.guest_ns.load();
+    f.l0_ns = st.l0_ns.load();
+    f.halted_ns = st.halted_ns.load();
+    f.injected_interrupts = st.injected_interrupts.load();
+    f.emulated_instructions = st.emulated_instructions.load();
+    s.total.add(f);
+    s.vcpus.push_back(f);
+  }
+  s.ept = vm.config().ept;
+  s.tdp_mapped_pages = vm.tdp().mapped_pages();
+  s.tdp_table_pages = vm.tdp().table_pages();
+  s.ram_bytes = vm.mem().ram_size();
+  s.backed_pages = vm.mem().backed_pages();
+  s.host_pages = vm.host().allocated_pages();
+  s.wall_ns = wall_ns;
+  s.stop_reason = std::move(stop_reason);
+  s.exit_status = exit_status;
+  return s;
+}
+
+std::string format_stats(const StatsSnapshot& s) {
+  const size_t n = s.vcpus.size();
+  std::string out = fmt::format("nestvm statistics: {} vCPU{}, {:.3f} s, stopped by {}, exit status {}\n", n,
+                                n == 1 ? "" : "s", seconds(s.wall_ns), s.stop_reason, s.exit_status);
+  // One column per vCPU, then the total (only the total when there is one vCPU).
+  std::vector<const VcpuFigures*> cols;
+  std::string header = fmt::format("  {:<28}", "");
+  if (n > 1)
+    for (size_t i = 0; i < n; ++i) {
+      cols.push_back(&s.vcpus[i]);
+      header += fmt::format("{:>14}", fmt::format("vCPU{}", i));
+    }
+  cols.push_back(&s.total);
+  header += fmt::format("{:>14}", "total");
+  out += header + "\n";
+  auto row = [&](const std::string& label, auto value_of) {
+    std::string line = fmt::format("  {:<28}", label);
+    for (const VcpuFigures* c : cols) line += fmt::format("{:>14}", value_of(*c));
+    out += line + "\n";
+  };
+  row("VM exits", [](const VcpuFigures& f) { return fmt::format("{}", f.total_exits()); });
+  for (unsigned r = 0; r < arch::kNumExitReasons; ++r)
+    if (s.total.exits[r])
+      row(std::string("  ") + arch::exit_reason_name(r), [r](const VcpuFigures& f) { return fmt::format("{}", f.exits[r]); });
+  row("instructions retired", [](const VcpuFigures& f) { return fmt::format("{}", f.instructions); });
+  row("injected interrupts", [](const VcpuFigures& f) { return fmt::format("{}", f.injected_interrupts); });
+  row("emulated instructions", [](const VcpuFigures& f) { return fmt::format("{}", f.emulated_instructions); });
+  row("time in guest (s)", [](const VcpuFigures& f) { return fmt::format("{:.3f}", seconds(f.guest_ns)); });
+  row("time in L0 (s)", [](const VcpuFigures& f) { return fmt::format("{:.3f}", seconds(f.l0_ns)); });
+  row("time halted (s)", [](const VcpuFigures& f) { return fmt::format("{:.3f}", seconds(f.halted_ns)); });
+  row("guest / L0 / halted (%)", [](const VcpuFigures& f) {
+    const uint64_t all = f.guest_ns + f.l0_ns + f.halted_ns;
+    return fmt::format("{:.0f}/{:.0f}/{:.0f}", share(f.guest_ns, all), share(f.l0_ns, all), share(f.halted_ns, all));
+  });
+  if (s.ept)
+    out += fmt::format("  MMU: TDP (EPT01): {} EPT violations, {} guest pages mapped, {} EPT table pages\n",
+                       s.total.exits[kEptViolation], s.tdp_mapped_pages, s.tdp_table_pages);
+  else
+    out += fmt::format("  MMU: shadow paging: {} EPT violations\n", s.total.exits[kEptViolation]);
+  out += fmt::format("  memory: {} MiB of RAM, {} pages backed ({:.1f} MiB), {} host pages in use by L0 and RAM\n",
+                     s.ram_bytes >> 20, s.backed_pages, double(s.backed_pages) * 4096 / (1 << 20), s.host_pages);
+  return out;
+}
+
+std::string stats_json_text(const StatsSnapshot& s) {
+  nlohmann::json vcpus = nlohmann::json::array();
+  for (size_t i = 0; i < s.vcpus.size(); ++i) {
+    nlohmann::json v = figures_json(s.vcpus[i]);
+    v["index"] = i;
+    vcpus.push_back(std::move(v));
+  }
+  const nlohmann::json j = {
+      {"vcpus", vcpus},
+      {"total", figures_json(s.total)},
+      {"mmu",
+       {{"mode", s.ept ? "tdp" : "shadow"},
+        {"ept_violations", s.total.exits[kEptViolation]},
+        {"tdp_mapped_pages", s.tdp_mapped_pages},
+        {"tdp_table_pages", s.tdp_table_pages}}},
+      {"memory", {{"ram_bytes", s.ram_bytes}, {"backed_pages", s.backed_pages}, {"host_pages", s.host_pages}}},
+      {"wall_ns", s.wall_ns},
+      {"stop_reason", s.stop_reason},
+      {"exit_status", s.exit_status},
+  };
+  return j.dump(2) + "\n";
+}
+
+Result<Ok> write_stats_json(const StatsSnapshot& s, const std::string& path) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) return Error{fmt::format("--stats-json: could not open '{}': {}", path, std::strerror(errno))};
+  f << stats_json_text(s);
+  f.close();
+  if (!f) return Error{fmt::format("--stats-json: could not write '{}'", path)};
+  return Ok{};
+}
+
+}  // namespace nestvm::vmm
