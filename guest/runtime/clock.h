@@ -3,7 +3,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* TSC ticks per millisecond (calibrated on first use over 20 ms of PIT channel 2). */
+/* TSC ticks per millisecond (calibrated on first use against PIT channel 2). */
 uint64_t tsc_khz(void);
 uint64_t now_us(void);
 void udelay(uint64_t us);

@@ -50,6 +50,10 @@ void idt_set_dpl(int vector, int dpl) {
 
 void idt_set_ist(int vector, int ist) { idt[vector].ist = (uint8_t)(ist & 7); }
 
+void idt_set_present(int vector, bool present) {
+  idt[vector].type_attr = (uint8_t)(present ? idt[vector].type_attr | 0x80 : idt[vector].type_attr & ~0x80);
+}
+
 static void gdt_set_tss(unsigned cpu, struct tss64* tss) {
   uint64_t base = (uint64_t)tss;
   uint64_t limit = sizeof(*tss) - 1;

@@ -45,6 +45,18 @@ void map_page(uint64_t va, uint64_t pa, uint64_t flags) {
   invlpg((void*)va);
 }
 
+void map_large_page(uint64_t va, uint64_t pa, int level, uint64_t flags) {
+  uint64_t* table = (uint64_t*)(uintptr_t)(read_cr3() & PTE_ADDR_MASK);
+  for (int l = 4; l > level; --l) {
+    uint64_t* e = &table[(va >> (12 + 9 * (l - 1))) & 511];
+    if (!(*e & PTE_P)) *e = (uint64_t)(uintptr_t)page_alloc() | PTE_P | PTE_W | PTE_U;
+    else if (*e & PTE_PS) report_abort("map_large_page: %#lx is inside a larger page", va);
+    table = table_of(*e);
+  }
+  table[(va >> (12 + 9 * (level - 1))) & 511] = (pa & PTE_ADDR_MASK) | flags | PTE_P | PTE_PS;
+  write_cr3(read_cr3());
+}
+
 void unmap_page(uint64_t va) {
   volatile uint64_t* pte = get_pte(va);
   *pte = 0;

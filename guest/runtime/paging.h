@@ -25,6 +25,9 @@ volatile uint64_t* get_pte(uint64_t va);
 /* Maps va -> pa with flags (PTE_P is added) and invalidates va on this CPU. */
 void map_page(uint64_t va, uint64_t pa, uint64_t flags);
 void unmap_page(uint64_t va);
+/* Maps a 2 MiB page (level 2) or a 1 GiB page (level 3) at va -> pa; both must be aligned and
+ * the region must not already be mapped by smaller pages. */
+void map_large_page(uint64_t va, uint64_t pa, int level, uint64_t flags);
 /* Restores the identity mapping of the 4 KiB page at va (va < 4 GiB). */
 void identity_map_page(uint64_t va);
 /* MAXPHYADDR from CPUID.80000008H:EAX[7:0]. */

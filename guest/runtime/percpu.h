@@ -25,6 +25,7 @@ struct fault_info {
   uint64_t cr2;
   uint64_t cs;
   uint64_t rsp;
+  uint64_t frame; /* where the processor pushed its frame: the stack the handler ran on */
 };
 
 typedef void (*cpu_fn)(void* arg);

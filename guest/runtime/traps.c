@@ -46,6 +46,7 @@ void trap_dispatch(struct trap_frame* f) {
     p->fault.cr2 = v == PF_VECTOR ? read_cr2() : 0;
     p->fault.cs = f->cs;
     p->fault.rsp = f->rsp;
+    p->fault.frame = (uint64_t)f;
     resume_catch(f, v + 1);
     return;
   }

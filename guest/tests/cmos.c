@@ -226,7 +226,8 @@ static void check_periodic_interrupt(void) {
   check_eq("register C in the handler: IRQF and PF", rtc_c & (REG_C_IRQF | REG_C_PF), REG_C_IRQF | REG_C_PF);
   uint64_t hz = dt ? 64ull * 1000000 / dt : 0;
   printf("64 periodic interrupts in %lu us: %lu Hz\n", dt, hz);
-  report_why(got && hz >= 256 && hz <= 4096, "periodic rate 6 is about 1024 Hz (256..4096)", "%lu Hz", hz);
+  /* Not faster than 4 times the rate; slower only as far as a loaded host can delay us. */
+  report_why(got && hz >= 100 && hz <= 4096, "periodic rate 6 is about 1024 Hz (100..4096)", "%lu Hz", hz);
 }
 
 int main(int argc, char** argv) {

@@ -40,6 +40,19 @@ static void remote_handler(struct trap_frame* f) {
 
 static void nmi_handler(struct trap_frame* f) { __atomic_add_fetch(&nmis[cpu_index()], 1, __ATOMIC_RELAXED); }
 
+/* Waits until `total` deliveries were counted over all CPUs (or a second passed), then a little
+ * longer so that a duplicate would show. */
+static void wait_hits(unsigned total) {
+  uint64_t end = now_us() + 1000000;
+  for (;;) {
+    unsigned sum = 0;
+    for (int i = 0; i < MAX_CPUS; ++i) sum += hits[i];
+    if (sum >= total || now_us() > end) break;
+    pause();
+  }
+  mdelay(2);
+}
+
 static void clear_hits(void) {
   for (int i = 0; i < MAX_CPUS; ++i) hits[i] = nmis[i] = 0;
 }
@@ -52,7 +65,7 @@ static void check_self_ipi(void) {
   report(!lapic_in_service(VEC_SELF), "self-IPI with IF = 0 is not in service yet");
   check_eq("self-IPI with IF = 0 is not delivered", hits[0], 0);
   sti();
-  wait_flag(&hits[0], 100);
+  wait_flag(&hits[0], 1000);
   cli();
   check_eq("self-IPI (shorthand) is delivered once when IF = 1", hits[0], 1);
   report(isr_seen, "the vector is in service while its handler runs");
@@ -61,7 +74,7 @@ static void check_self_ipi(void) {
   clear_hits();
   lapic_send_ipi(lapic_id(), APIC_DM_FIXED | VEC_SELF);
   sti();
-  wait_flag(&hits[0], 100);
+  wait_flag(&hits[0], 1000);
   cli();
   check_eq("IPI to our own APIC ID (no shorthand) is delivered", hits[0], 1);
 }
@@ -71,7 +84,7 @@ static void check_priority(void) {
   lapic_send_ipi(0, APIC_DEST_SELF | APIC_DM_FIXED | VEC_LOW);
   lapic_send_ipi(0, APIC_DEST_SELF | APIC_DM_FIXED | VEC_HIGH);
   sti();
-  for (int i = 0; i < 100000 && order_n < 2; ++i) pause();
+  wait_count(&order_n, 2, 1000);
   cli();
   report_why(order_n == 2 && order[0] == VEC_HIGH && order[1] == VEC_LOW,
              "pending vectors are delivered highest first (0x91 before 0x61)", "%u delivered: %#x %#x", order_n,
@@ -89,7 +102,7 @@ static void check_priority(void) {
   report(lapic_requested(VEC_SELF), "the blocked vector stays in the IRR");
   lapic_write(APIC_TPR, 0);
   sti();
-  wait_flag(&hits[0], 100);
+  wait_flag(&hits[0], 1000);
   cli();
   check_eq("lowering the TPR delivers it", hits[0], 1);
 }
@@ -121,7 +134,7 @@ static void check_cross_cpu(unsigned n) {
 
   clear_hits();
   lapic_send_ipi(0, APIC_DEST_ALL_BUT_SELF | APIC_DM_FIXED | VEC_REMOTE);
-  mdelay(5);
+  wait_hits(n - 1);
   unsigned others = 0;
   for (unsigned c = 1; c < n; ++c) others += hits[c] == 1;
   check_eq("all-excluding-self reaches every other CPU once", others, n - 1);
@@ -130,7 +143,7 @@ static void check_cross_cpu(unsigned n) {
   clear_hits();
   lapic_send_ipi(0, APIC_DEST_ALL | APIC_DM_FIXED | VEC_REMOTE);
   sti();
-  mdelay(5);
+  wait_hits(n);
   cli();
   unsigned all = 0;
   for (unsigned c = 0; c < n; ++c) all += hits[c] == 1;

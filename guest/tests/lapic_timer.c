@@ -6,7 +6,6 @@
 #include "runtime/apic.h"
 #include "runtime/clock.h"
 #include "runtime/libc.h"
-#include "runtime/pit.h"
 #include "runtime/report.h"
 #include "runtime/runtime.h"
 #include "runtime/traps.h"
@@ -32,16 +31,28 @@ static void timer_stop(void) {
   lapic_write(APIC_LVT_TIMER, APIC_LVT_MASKED | TIMER_VECTOR);
 }
 
-/* Timer counts per millisecond at divide-by-16, measured against the PIT. */
+/* Timer counts per millisecond at a divide setting, against the TSC. Each end is a timer read
+ * between two RDTSCs; a trial whose ends were not sharp (the host took the CPU away right
+ * there) is repeated. */
 static uint64_t counts_per_ms(uint32_t divide) {
   lapic_write(APIC_TIMER_DIVIDE, divide);
   lapic_write(APIC_LVT_TIMER, APIC_LVT_MASKED | TIMER_VECTOR);
-  lapic_write(APIC_TIMER_INITIAL, 0xffffffffu);
-  uint32_t c0 = lapic_read(APIC_TIMER_CURRENT);
-  pit_delay_us(10000);
-  uint32_t c1 = lapic_read(APIC_TIMER_CURRENT);
+  uint64_t rate = 0;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    lapic_write(APIC_TIMER_INITIAL, 0xffffffffu);
+    uint64_t a0 = rdtsc();
+    uint32_t c0 = lapic_read(APIC_TIMER_CURRENT);
+    uint64_t b0 = rdtsc();
+    udelay(5000);
+    uint64_t a1 = rdtsc();
+    uint32_t c1 = lapic_read(APIC_TIMER_CURRENT);
+    uint64_t b1 = rdtsc();
+    uint64_t dt = (a1 + b1) / 2 - (a0 + b0) / 2;
+    rate = (uint64_t)(c0 - c1) * tsc_khz() / (dt ? dt : 1);
+    if ((b0 - a0) * 100 < dt && (b1 - a1) * 100 < dt) break;
+  }
   lapic_write(APIC_TIMER_INITIAL, 0);
-  return (c0 - c1) / 10;
+  return rate;
 }
 
 static void check_version(void) {
