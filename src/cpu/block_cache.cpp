@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "cpu/cpu.h"
+#include "cpu/jit/jit.h"
 #include "cpu/memory.h"
 
 namespace nestvm::cpu {
@@ -34,6 +35,7 @@ void BlockCache::flush() {
   std::fill(table_.begin(), table_.end(), nullptr);
   arena_used_ = 0;
   ++stats_.flushes;
+  if (jit_) jit_->flush();  // generated code points into the blocks' Insns
 }
 
 Block* BlockCache::alloc(unsigned n) {
@@ -95,6 +97,9 @@ const Block* BlockCache::build(Cpu& cpu, uint64_t la, const uint8_t* host, uint6
       b->host = host; b->meta = &meta; b->gen = gen; b->mode = mode; b->n = 1; b->bytes = insns[0].len;
       b->linkable = false;
       b->links[0] = b->links[1] = BlockLink{};
+      b->heat = 0;
+      b->jit_refused = true;  // rebuilt at every use: never worth translating
+      b->jit_code = nullptr;
       b->insns[0] = insns[0];
       b->insns[0].off = 0;
       return b;
@@ -119,6 +124,9 @@ const Block* BlockCache::build(Cpu& cpu, uint64_t la, const uint8_t* host, uint6
   b->host = host; b->meta = &meta; b->gen = gen; b->mode = mode; b->n = uint16_t(n); b->bytes = uint16_t(bytes);
   b->linkable = true;
   b->links[0] = b->links[1] = BlockLink{};
+  b->heat = 0;
+  b->jit_refused = false;
+  b->jit_code = nullptr;
   std::memcpy(static_cast<void*>(b->insns), insns, n * sizeof(Insn));
   *slot = b;
   return b;

@@ -14,6 +14,7 @@
 namespace nestvm::cpu {
 
 class Cpu;
+namespace jit { class Jit; }
 
 inline constexpr unsigned kMaxBlockInsns = 64;
 
@@ -34,6 +35,11 @@ struct Block {
   uint16_t n = 0;      // number of instructions
   uint16_t bytes = 0;  // bytes covered
   mutable BlockLink links[2];
+  // The JIT (cpu/jit/): how often the interpreter ran the block, and its translation (valid
+  // while the block is: generated code checks the page's generation on entry).
+  mutable uint16_t heat = 0;
+  mutable bool jit_refused = false;
+  mutable const void* jit_code = nullptr;
   Insn insns[1];       // n entries (allocated in place)
 };
 
@@ -52,7 +58,9 @@ class BlockCache {
   // The block starting at la (host pointer `host`, physical address pa) in the current mode,
   // decoding it if needed. Returns nullptr with a fault pending on the Cpu.
   const Block* get(Cpu& cpu, uint64_t la, const uint8_t* host, uint64_t pa);
+  // Drops every block, and every translation of them when a JIT is attached.
   void flush();
+  void attach_jit(jit::Jit* jit) { jit_ = jit; }
   const BlockCacheStats& stats() const { return stats_; }
   const Decoder& decoder() const { return decoder_; }
 
@@ -68,6 +76,7 @@ class BlockCache {
   // Scratch block for an instruction that straddles a page boundary (never cached).
   std::unique_ptr<uint8_t[]> scratch_;
   BlockCacheStats stats_;
+  jit::Jit* jit_ = nullptr;
 };
 
 }  // namespace nestvm::cpu

@@ -2,7 +2,10 @@
 #include "cpu/cpu.h"
 
 #include "arch/msr_index.h"
+#include <cstdlib>
+
 #include "cpu/block_cache.h"
+#include "cpu/jit/jit.h"
 #include "cpu/memory.h"
 #include "cpu/vmx/capabilities.h"
 
@@ -15,6 +18,22 @@ Cpu::Cpu(PhysMem& mem, const CpuModel& model, IoBus* io)
   mem_.code_tracker().register_tlb(&tlb_);
   vmx_caps_ = silicon_vmx_capabilities(model_, cr4_valid_bits());
   reset();
+  const char* jit = std::getenv("NESTVM_JIT");
+  set_jit(!(jit && jit[0] == '0'));
+}
+
+void Cpu::set_jit(bool on, unsigned hot_threshold) {
+  jit_threshold_ = uint16_t(hot_threshold < 0xffff ? hot_threshold : 0xffff);
+  if (on == (jit_ != nullptr)) return;
+  if (on) {
+    jit_ = std::make_unique<jit::Jit>(*this);
+    blocks_->attach_jit(jit_.get());
+    return;
+  }
+  blocks_->attach_jit(nullptr);
+  blocks_->flush();      // blocks point at translations about to go away
+  tlb_.bump_epoch();     // and links at blocks
+  jit_.reset();
 }
 
 Cpu::~Cpu() { mem_.code_tracker().unregister_tlb(&tlb_); }
@@ -318,17 +337,30 @@ void Cpu::step_one() {
 RunExit Cpu::run(uint64_t budget) {
   const uint64_t stop_at = budget > ~0ull - retired_ ? ~0ull : retired_ + budget;
   // The block whose exit (at prev_rip, in prev_epoch) found no link: linked to the block the
-  // lookup below finds, if nothing happened in between.
+  // lookup below finds, if nothing happened in between. prev_exit is the same for generated
+  // code: the exit record it left through (with prev = nullptr when the block it jumped to was
+  // stale, so that the record is linked again to the block decoded anew).
   const Block* prev = nullptr;
+  jit::ExitRecord* prev_exit = nullptr;
   uint64_t prev_rip = 0;
   uint32_t prev_epoch = 0;
+  jit_stop_at_ = stop_at;
   for (;;) {
+    if (__builtin_expect(jit_ && jit_->wants_flush(), 0)) {
+      // The code cache is full: start again with empty caches (between blocks, where no
+      // generated code is running and no block pointer is held).
+      blocks_->flush();
+      tlb_.bump_epoch();
+      prev = nullptr;
+      prev_exit = nullptr;
+    }
     if (vmx_.exit_pending) {
       vmx_.exit_pending = false;
       return RunExit::kVmExit;
     }
     if (has_pending_event_) {
       prev = nullptr;
+      prev_exit = nullptr;
       if (intercept_exceptions && pending_event_.type == EventType::kHardwareException && !intercepted_) {
         intercepted_ = true;
         return RunExit::kException;
@@ -338,6 +370,7 @@ RunExit Cpu::run(uint64_t budget) {
     }
     if (attention_.load(std::memory_order_relaxed) || state.activity != Activity::kActive || vmx_timer_due()) {
       prev = nullptr;
+      prev_exit = nullptr;
       RunExit e;
       if (!service_attention(e)) return e;
     }
@@ -345,35 +378,60 @@ RunExit Cpu::run(uint64_t budget) {
     if (__builtin_expect((state.rflags & (rflags::kTF | rflags::kRF)) || state.sti_blocking || state.movss_blocking ||
                              (attention_.load(std::memory_order_relaxed) & attention::kStep), 0)) {
       prev = nullptr;
+      prev_exit = nullptr;
       step_one();
       continue;
     }
     uint64_t la;
     const Block* b = find_block(la);
-    if (!b) { prev = nullptr; continue; }
+    if (!b) { prev = nullptr; prev_exit = nullptr; continue; }
     if (__builtin_expect(state.rip + b->bytes - 1 > fetch_limit_, 0)) {
       prev = nullptr;
+      prev_exit = nullptr;
       step_one();  // the block runs past the CS limit (or wraps IP): one instruction at a time
       continue;
     }
-    if (prev && prev->linkable && b->linkable && prev_rip == state.rip && prev_epoch == tlb_.epoch()) {
-      BlockLink* slot = &prev->links[0];
-      if (slot->epoch == prev_epoch) slot = &prev->links[1];
-      *slot = {state.rip, b, prev_epoch};
+    if (prev_rip == state.rip && prev_epoch == tlb_.epoch()) {
+      if (prev && prev->linkable && b->linkable) {
+        BlockLink* slot = &prev->links[0];
+        if (slot->epoch == prev_epoch) slot = &prev->links[1];
+        *slot = {state.rip, b, prev_epoch};
+      }
+      if (prev_exit && b->jit_code) jit_->link(prev_exit, *b, state.rip, prev_epoch);
     }
     prev = nullptr;
+    prev_exit = nullptr;
     // Chain from block to block while nothing needs the checks above.
     for (;;) {
-      const Status st = execute_block(*b);
+      Status st;
+      jit::ExitRecord* exit = nullptr;
+      if (jit_ && !b->jit_code && !b->jit_refused && b->heat >= jit_threshold_) jit_->compile(*b);
+      if (b->jit_code) {
+        // Generated code chains by itself and returns with the last block it ran.
+        st = jit_->run(*b);
+        if (!jit_last_) {  // it reached a stale translation: look that block up again
+          prev_exit = jit_exit_;
+          prev_rip = state.rip;
+          prev_epoch = tlb_.epoch();
+          break;
+        }
+        b = jit_last_;
+        exit = jit_exit_;
+      } else {
+        st = execute_block(*b);
+        if (b->heat < 0xffff) ++b->heat;
+      }
       if (st != Status::kNext && st != Status::kJumped) break;
       if (attention_.load(std::memory_order_relaxed) || retired_ >= stop_at || vmx_timer_due()) break;
       const Block* next = next_linked_block(*b);
       if (!next) {
         prev = b;
+        prev_exit = exit;
         prev_rip = state.rip;
         prev_epoch = tlb_.epoch();
         break;
       }
+      if (exit && next->jit_code) jit_->link(exit, *next, state.rip, tlb_.epoch());
       b = next;
     }
   }

@@ -24,6 +24,12 @@ namespace nestvm::cpu {
 
 class BlockCache;
 struct Block;
+namespace jit {
+class Jit;
+class Translator;
+struct ExitRecord;
+struct Runtime;
+}  // namespace jit
 
 // Port I/O and interrupt acknowledge, for a processor running without VMX (the bare machine
 // used by unit tests and benchmarks). Under VMX, L0 intercepts I/O and injects interrupts.
@@ -351,8 +357,20 @@ class Cpu {
   // Hook for the decoder: the decoded-block cache of this vCPU.
   BlockCache& blocks() { return *blocks_; }
 
+  // The JIT (cpu/jit/): blocks that ran `hot_threshold` times in the interpreter run as host
+  // code (0: every block is translated before it first runs). On by default; NESTVM_JIT=0 in
+  // the environment turns it off for every Cpu created afterwards. Turning it off drops every
+  // translation (and the decoded blocks with them).
+  static constexpr unsigned kJitHotThreshold = 8;
+  void set_jit(bool on, unsigned hot_threshold = kJitHotThreshold);
+  bool jit_enabled() const { return jit_ != nullptr; }
+  const jit::Jit* jit() const { return jit_.get(); }
+
  private:
   friend class BlockCache;
+  friend class jit::Jit;
+  friend class jit::Translator;
+  friend struct jit::Runtime;
   template <typename T> Status access_linear(uint64_t la, T* v, AccessKind kind, MmuIdx idx, SegReg s);
   const Block* find_block(uint64_t& fetch_la);
   bool service_attention(RunExit& exit);
@@ -399,6 +417,7 @@ class Cpu {
   IoBus* io_;
   Tlb tlb_;
   std::unique_ptr<BlockCache> blocks_;
+  std::unique_ptr<jit::Jit> jit_;
 
   // derived state (refresh_mode)
   SegCache seg_cache_[arch::kNumSegRegs];
@@ -421,6 +440,12 @@ class Cpu {
   uint64_t pending_cr2_ = 0;
   uint64_t pending_dr6_set_ = 0, pending_dr6_clear_ = 0;  // DR6 change of a pending #DB (non-root)
   uint64_t retired_ = 0;
+  // JIT (cpu/jit/jit.h): run()'s budget limit, read by generated code at block boundaries; the
+  // last block generated code ran and the exit it left through.
+  uint64_t jit_stop_at_ = ~0ull;
+  uint16_t jit_threshold_ = kJitHotThreshold;
+  const Block* jit_last_ = nullptr;
+  jit::ExitRecord* jit_exit_ = nullptr;
   std::atomic<uint32_t> attention_{0};
   std::atomic<bool> intr_line_{false};
   bool nmi_pending_ = false;

@@ -121,6 +121,10 @@ class Tlb {
   // on mode changes: links between decoded blocks are valid only within one epoch.
   uint32_t epoch() const { return epoch_; }
   void bump_epoch() { ++epoch_; }
+  // Where the tag and the epoch live, for the JIT's generated code (cpu/jit/), which reads
+  // them at every access and block link as the inline fast paths do.
+  const uint16_t* tag_address() const { return &tag_; }
+  const uint32_t* epoch_address() const { return &epoch_; }
 
  private:
   struct TagInfo {
