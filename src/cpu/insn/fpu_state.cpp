@@ -238,6 +238,19 @@ Status fwait(Cpu& c, const Insn&) {
   return st == Status::kNext ? fpu::check_pending(c) : st;
 }
 
+// FNOP: no operation, but an x87 instruction that waits (#NM, then #MF for a pending exception)
+// and, not being a control instruction, records its opcode and address in FOP and FIP/FCS
+// (SDM Vol. 2 FNOP, Vol. 1 §8.1.8). FOP holds the low 3 bits of D9 and the ModR/M byte D0.
+Status fnop(Cpu& c, const Insn&) {
+  Status st = fpu::check_x87(c);
+  if (st != Status::kNext || (st = fpu::check_pending(c)) != Status::kNext) return st;
+  FpuState& f = c.state.fpu;
+  f.fop = 0x1d0;
+  f.fip = c.state.rip;
+  f.fcs = c.state.seg[unsigned(SegReg::kCS)].selector;
+  return Status::kNext;
+}
+
 // EMMS: every tag empty, and TOP = 0 as after any MMX instruction (SDM Vol. 1 Table 9-3).
 Status emms(Cpu& c, const Insn&) {
   const Status st = fpu::check_mmx(c);
@@ -279,6 +292,7 @@ void register_fpu_state(SelectorTable& t) {
   t.add(ZYDIS_MNEMONIC_FNSTCW, &when<Feature::kFpu, &fnst_m16<true>>);
   t.add(ZYDIS_MNEMONIC_FLDCW, &when<Feature::kFpu, &fldcw>);
   t.add(ZYDIS_MNEMONIC_FWAIT, &when<Feature::kFpu, &fwait>);
+  t.add(ZYDIS_MNEMONIC_FNOP, &when<Feature::kFpu, &fnop>);
   t.add(ZYDIS_MNEMONIC_EMMS, &when<Feature::kMmx, &emms>);
 }
 
