@@ -52,6 +52,7 @@ enum class Msr : uint32_t {
   kIA32_VMX_TRUE_EXIT_CTLS = 0x48f,
   kIA32_VMX_TRUE_ENTRY_CTLS = 0x490,
   kIA32_VMX_VMFUNC = 0x491,
+  kIA32_TSC_DEADLINE = 0x6e0,
   kIA32_X2APIC_BASE = 0x800,  // x2APIC registers occupy 0x800-0x8ff
   kIA32_X2APIC_END = 0x8ff,
   kIA32_XSS = 0xda0,
