@@ -20,19 +20,28 @@ class Emulator {
     kDone,           // executed; vmcs01 and the registers hold the result
     kFaultInjected,  // the instruction faulted; the exception is queued for L1
     kHalted,         // it was a HLT (the caller halts the vCPU)
+    kShutdown,       // emulate_block: a triple fault
   };
   Result emulate_one();
+  // Runs L1 on this processor for about `budget` instructions, delivering exceptions and
+  // interrupts itself: for guest state VM entry refuses, such as real mode under shadow paging
+  // (KVM's emulate_invalid_guest_state). An event queued for VM entry is delivered first.
+  Result emulate_block(uint64_t budget);
 
  private:
   class PortBus : public cpu::IoBus {
    public:
-    explicit PortBus(const IoBuses& io) : io_(io) {}
+    PortBus(const IoBuses& io, Vcpu& vcpu) : io_(io), vcpu_(vcpu) {}
     uint32_t in(uint16_t port, unsigned size) override { return io_.pio_read(port, size); }
     void out(uint16_t port, unsigned size, uint32_t v) override { io_.pio_write(port, size, v); }
+    int ack_interrupt() override;  // emulate_block's interrupts come from the VM's irqchip
 
    private:
     const IoBuses& io_;
+    Vcpu& vcpu_;
   };
+  void load_l1_state();
+  void store_l1_state();
   Vcpu& vcpu_;
   GuestPhysView view_;
   PortBus ports_;

@@ -82,11 +82,14 @@ bool handle_io(Vcpu& v) {
 // MSRs L0 keeps (the APIC's, the VMX capabilities) or that no bitmap covers.
 bool handle_msr(Vcpu& v, bool write) {
   const uint32_t index = uint32_t(v.reg(cpu::kRcx));
+  // Under shadow paging L1's EFER is L0's to keep: the emulator applies WRMSR's rules to it.
+  if (index == msr_index(Msr::kIA32_EFER) && v.shadow_paging()) return emulate(v);
   const uint64_t value = (v.reg(cpu::kRdx) << 32) | uint32_t(v.reg(cpu::kRax));
   IrqChip* chip = v.vm().irqchip();
   bool ok;
   uint64_t out = 0;
-  const bool apic = (index >> 8) == 0x8 || index == msr_index(Msr::kIA32_APIC_BASE);
+  const bool apic = (index >> 8) == 0x8 || index == msr_index(Msr::kIA32_APIC_BASE) ||
+                    index == msr_index(Msr::kIA32_TSC_DEADLINE);
   const bool vmx_cap = index >= msr_index(Msr::kIA32_VMX_BASIC) && index <= msr_index(Msr::kIA32_VMX_VMFUNC);
   if (apic && chip) {
     ok = write ? chip->msr_write(v.index(), index, value) : chip->msr_read(v.index(), index, out);
@@ -128,6 +131,86 @@ bool handle_ept_violation(Vcpu& v) {
   return false;
 }
 
+// A #PF under shadow paging (KVM's handle_exception_nmi and kvm_mmu_page_fault).
+bool handle_page_fault(Vcpu& v, uint64_t la, uint32_t error) {
+  // SMAP exempts explicit supervisor accesses with EFLAGS.AC = 1 (SDM §4.6.1); CPL is SS.DPL.
+  const unsigned cpl = unsigned(v.vmread(VmcsField::GUEST_SS_AR_BYTES) >> 5) & 3;
+  const bool smap_exempt = cpl < 3 && (v.vmread(VmcsField::GUEST_RFLAGS) & rflags::kAC);
+  ShadowMmu& mmu = v.vm().shadow();
+  const ShadowMmu::Fault f = mmu.page_fault(v.index(), la, error, smap_exempt);
+  using K = ShadowMmu::Fault::Kind;
+  switch (f.kind) {
+    case K::kFixed:
+      if (f.flush_address) v.flush_tlb_address(la);
+      return true;
+    case K::kRetry:
+      v.make_request(req::kMmuReload);
+      return true;
+    case K::kSpurious:
+      // The shadow allows the access: first drop what the silicon cached; if the same fault
+      // comes straight back, the silicon judged L1's tables itself (e.g. an implicit
+      // supervisor access under SMAP) and the fault is L1's.
+      if (v.repeated_spurious_fault(la, error)) {
+        ++v.vm().mmu_stats().guest_page_faults;
+        v.inject_page_fault(la, error);
+      } else {
+        v.flush_tlb_address(la);
+      }
+      return true;
+    case K::kInject:
+      v.inject_page_fault(la, f.error_code);
+      return true;
+    case K::kMmio:
+      return emulate(v);
+    case K::kEmulateWrite: {
+      // A write to a guest page table made while delivering an event is no instruction to
+      // emulate: the table loses its protection and the delivery runs again.
+      if (v.vmread(VmcsField::VM_ENTRY_INTR_INFO_FIELD) & intr_info::kValid) {
+        mmu.unprotect(f.gfn);
+        if (f.next_gfn != ~0ull) mmu.unprotect(f.next_gfn);
+        return true;
+      }
+      const Emulator::Result r = mmu.emulate_write(f.gfn, f.next_gfn, [&v] { return v.emulator().emulate_one(); });
+      if (r == Emulator::Result::kHalted) v.halt();
+      return true;
+    }
+    case K::kOutOfMemory:
+      v.vm().request_stop(StopReason::kError, 1, "host memory exhausted");
+      return false;
+  }
+  return false;
+}
+
+// Exceptions and NMIs (SDM §28.2.2: VM_EXIT_INTR_INFO). Under shadow paging L0 intercepts #PF;
+// an exception L0 did not ask for goes back to L1.
+bool handle_exception_nmi(Vcpu& v) {
+  const uint32_t info = uint32_t(v.vmread(VmcsField::VM_EXIT_INTR_INFO));
+  const unsigned type = (info >> 8) & 7, vector = info & 0xff;
+  if (type == unsigned(EventType::kNmi)) return true;  // L1's NMIs come from the irqchip
+  const uint32_t error = uint32_t(v.vmread(VmcsField::VM_EXIT_INTR_ERROR_CODE));
+  if (vector == unsigned(Vector::kPF) && v.shadow_paging())
+    return handle_page_fault(v, v.vmread(VmcsField::EXIT_QUALIFICATION), error);
+  if (vector == unsigned(Vector::kPF)) v.core().state.cr2 = v.vmread(VmcsField::EXIT_QUALIFICATION);
+  v.inject_exception(uint8_t(vector), info & intr_info::kDeliverErrorCode, error);
+  return true;
+}
+
+// INVLPG under shadow paging: the shadow tables follow L1's already (every write to a guest
+// page table was trapped), so what remains is the silicon's cached translation.
+bool handle_invlpg(Vcpu& v) {
+  ++v.vm().mmu_stats().invlpg;
+  v.flush_tlb_address(v.vmread(VmcsField::EXIT_QUALIFICATION));
+  v.skip_instruction();
+  return true;
+}
+
+// INVPCID exits with "INVLPG exiting" (SDM §26.1.3): the emulator applies its checks; L0 then
+// drops every cached translation of the vCPU (more than asked, never less).
+bool handle_invpcid(Vcpu& v) {
+  if (v.emulator().emulate_one() == Emulator::Result::kDone) v.flush_tlb_current();
+  return true;
+}
+
 bool handle_preemption_timer(Vcpu& v) {
   if (IrqChip* chip = v.vm().irqchip()) chip->expire_timers(v.index(), host_tsc());
   return true;
@@ -143,6 +226,9 @@ constexpr std::array<ExitHandler, kNumExitReasons> make_table() {
   for (auto& h : t) h = handle_unexpected;
   auto set = [&t](ExitReason r, ExitHandler h) { t[unsigned(r)] = h; };
   set(ExitReason::EXTERNAL_INTERRUPT, handle_nothing);  // a kick: the loop looks at events
+  set(ExitReason::EXCEPTION_NMI, handle_exception_nmi);
+  set(ExitReason::INVLPG, handle_invlpg);
+  set(ExitReason::INVPCID, handle_invpcid);
   set(ExitReason::TRIPLE_FAULT, handle_triple_fault);
   set(ExitReason::INTERRUPT_WINDOW, handle_interrupt_window);
   set(ExitReason::NMI_WINDOW, handle_nothing);

@@ -23,6 +23,16 @@ class MmioDevice {
   virtual void mmio_write(uint64_t gpa, unsigned size, uint64_t value) = 0;
 };
 
+// A per-vCPU MMIO page that the accessing vCPU's own device decides about: the local APIC's,
+// which each vCPU relocates through its IA32_APIC_BASE and which vanishes while the APIC is
+// disabled or in x2APIC mode. As KVM's vcpu_mmio_read/write, an access is offered to it first.
+class LocalMmioDevice {
+ public:
+  virtual ~LocalMmioDevice() = default;
+  virtual bool local_mmio_read(uint64_t gpa, unsigned size, uint64_t& value) = 0;
+  virtual bool local_mmio_write(uint64_t gpa, unsigned size, uint64_t value) = 0;
+};
+
 // Ranges are registered at machine construction, before vCPUs run; lookups are lock-free.
 template <typename Dev, typename Addr>
 class IoRanges {
@@ -58,11 +68,15 @@ class IoBuses {
     if (const auto* r = pio_.find(port)) r->dev->pio_write(port, size, v);
   }
   bool has_mmio(uint64_t gpa) const { return mmio_.find(gpa) != nullptr; }
+  void set_local_mmio(LocalMmioDevice* d) { local_ = d; }
   uint64_t mmio_read(uint64_t gpa, unsigned size) const {
+    uint64_t v;
+    if (local_ && local_->local_mmio_read(gpa, size, v)) return v;
     const auto* r = mmio_.find(gpa);
     return r ? r->dev->mmio_read(gpa, size) : (~0ull >> (64 - 8 * size));
   }
   void mmio_write(uint64_t gpa, unsigned size, uint64_t v) const {
+    if (local_ && local_->local_mmio_write(gpa, size, v)) return;
     if (const auto* r = mmio_.find(gpa)) r->dev->mmio_write(gpa, size, v);
   }
   const IoRanges<PioDevice, uint16_t>& pio() const { return pio_; }
@@ -71,6 +85,7 @@ class IoBuses {
  private:
   IoRanges<PioDevice, uint16_t> pio_;
   IoRanges<MmioDevice, uint64_t> mmio_;
+  LocalMmioDevice* local_ = nullptr;
 };
 
 }  // namespace nestvm::hv

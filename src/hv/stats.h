@@ -24,4 +24,29 @@ struct VcpuStats {
   }
 };
 
+// The MMUs' counters, VM-wide (KVM's kvm->stat for the MMU). Gauges say how much exists now;
+// the rest count events since the VM started.
+struct MmuStats {
+  // TDP (EPT01).
+  std::atomic<uint64_t> ept_violations{0};    // EPT violations the TDP MMU handled (RAM and MMIO)
+  std::atomic<uint64_t> tdp_mapped_pages{0};  // gauge: present EPT01 leaves
+  std::atomic<uint64_t> tdp_table_pages{0};   // gauge: EPT01 tables
+  std::atomic<uint64_t> tdp_zapped_pages{0};  // EPT01 leaves zapped
+  // Shadow paging (ept=off).
+  std::atomic<uint64_t> shadow_pages{0};          // gauge: shadow pages (tables) L0 holds
+  std::atomic<uint64_t> shadow_mapped_pages{0};   // gauge: present shadow leaves
+  std::atomic<uint64_t> shadow_pages_created{0};
+  std::atomic<uint64_t> shadow_pages_zapped{0};   // whole shadow pages zapped (flooding, limit, zap all)
+  std::atomic<uint64_t> shadow_page_faults{0};    // #PF exits L0 looked at
+  std::atomic<uint64_t> shadow_faults_fixed{0};   // ... fixed by building shadow entries
+  std::atomic<uint64_t> guest_page_faults{0};     // ... that were L1's own (#PF injected)
+  std::atomic<uint64_t> mmio_page_faults{0};      // ... on device memory (emulated)
+  std::atomic<uint64_t> write_protect_faults{0};  // writes to write-protected guest page tables (emulated)
+  std::atomic<uint64_t> pte_writes_zapped{0};     // shadow entries zapped because L1 changed their guest entry
+  std::atomic<uint64_t> invlpg{0};
+  std::atomic<uint64_t> cr3_loads{0};
+  std::atomic<uint64_t> remote_tlb_flushes{0};    // flushes of every vCPU's cached translations
+  std::atomic<uint64_t> emulated_blocks{0};       // blocks run on the emulator for invalid guest state
+};
+
 }  // namespace nestvm::hv

@@ -1,9 +1,12 @@
 #include "hv/vcpu.h"
 
 #include <chrono>
+#include <cstring>
+#include <thread>
 
 #include "arch/cr.h"
 #include "arch/msr_index.h"
+#include "arch/vmentry_checks.h"
 #include "arch/vmx.h"
 #include "hv/clock.h"
 #include "hv/emulator.h"
@@ -15,6 +18,13 @@ namespace nestvm::hv {
 using namespace arch;
 
 namespace {
+thread_local Vcpu* t_running_vcpu = nullptr;
+
+struct RunningVcpuScope {
+  explicit RunningVcpuScope(Vcpu* v) { set_running_vcpu(v); }
+  ~RunningVcpuScope() { set_running_vcpu(nullptr); }
+};
+
 // The silicon every vCPU runs on: everything nestvm's processor implements.
 const cpu::CpuModel& silicon_model() {
   static const cpu::CpuModel m = cpu::CpuModel::max();
@@ -22,7 +32,11 @@ const cpu::CpuModel& silicon_model() {
 }
 }  // namespace
 
-Vcpu::Vcpu(Vm& vm, unsigned index) : vm_(vm), index_(index), core_(vm.host(), silicon_model()) {
+Vcpu* running_vcpu() { return t_running_vcpu; }
+void set_running_vcpu(Vcpu* vcpu) { t_running_vcpu = vcpu; }
+
+Vcpu::Vcpu(Vm& vm, unsigned index)
+    : vm_(vm), index_(index), core_(vm.host(), silicon_model()), shadow_paging_(!vm.config().ept) {
   core_.apic_id = index;
   emulator_ = std::make_unique<Emulator>(*this);
   setup_vmcs01();
@@ -42,9 +56,16 @@ void Vcpu::setup_vmcs01() {
   const VmxCapabilities& caps = core_.vmx_caps();
   using F = VmcsField;
   vmwrite(F::PIN_BASED_VM_EXEC_CONTROL, caps.pin.allowed0 | pin::kExtIntExiting | pin::kNmiExiting | pin::kVirtualNmis);
+  // CR8 loads exit so that a lowered TPR lets pending interrupts in at once (KVM does the
+  // same without a TPR shadow); the LAPIC reconciles CR8 and its TPR.
   vmwrite(F::CPU_BASED_VM_EXEC_CONTROL, caps.proc.allowed0 | proc::kHltExiting | proc::kUncondIoExiting |
+                                            proc::kCr8LoadExiting |
                                             proc::kUseMsrBitmaps | proc::kActivateSecondary);
-  uint32_t p2 = proc2::kEnableVpid | proc2::kEnableRdtscp | proc2::kEnableInvpcid;
+  // RDTSCP (and RDPID) and INVPCID are #UD in non-root operation without their enables (SDM
+  // 26.3, Table 25-7): they follow the CPU model, as KVM's vmx_secondary_exec_control does.
+  uint32_t p2 = proc2::kEnableVpid;
+  if (vm_.model().has(cpu::Feature::kRdtscp)) p2 |= proc2::kEnableRdtscp;
+  if (vm_.model().has(cpu::Feature::kInvpcid)) p2 |= proc2::kEnableInvpcid;
   if (vm_.config().ept) p2 |= proc2::kEnableEpt | proc2::kUnrestrictedGuest;
   vmwrite(F::SECONDARY_VM_EXEC_CONTROL, p2);
   vmwrite(F::VM_EXIT_CONTROLS, caps.exit.allowed0 | exit_ctl::kHostAddrSpaceSize | exit_ctl::kSaveEfer |
@@ -54,6 +75,19 @@ void Vcpu::setup_vmcs01() {
   vmwrite(F::EXCEPTION_BITMAP, 0);
   vmwrite(F::CR0_GUEST_HOST_MASK, kL0OwnedCr0);
   vmwrite(F::CR4_GUEST_HOST_MASK, kL0OwnedCr4);
+  if (shadow_paging_) {
+    // Shadow paging (KVM with ept=0): L0 sees every #PF (the PFEC mask and match of zero select
+    // all, SDM §25.6.3), every CR3 load and store (vmcs01's CR3 is the shadow root, L1's own
+    // value is kept in L0), INVLPG and INVPCID, and owns the CR0/CR4 bits that change paging.
+    vmwrite(F::CPU_BASED_VM_EXEC_CONTROL, vmread(F::CPU_BASED_VM_EXEC_CONTROL) | proc::kCr3LoadExiting |
+                                              proc::kCr3StoreExiting | proc::kInvlpgExiting);
+    vmwrite(F::CR3_TARGET_COUNT, 0);
+    vmwrite(F::EXCEPTION_BITMAP, 1u << unsigned(Vector::kPF));
+    vmwrite(F::PAGE_FAULT_ERROR_CODE_MASK, 0);
+    vmwrite(F::PAGE_FAULT_ERROR_CODE_MATCH, 0);
+    vmwrite(F::CR0_GUEST_HOST_MASK, kShadowL0OwnedCr0);
+    vmwrite(F::CR4_GUEST_HOST_MASK, kShadowL0OwnedCr4);
+  }
   vmwrite(F::VMCS_LINK_POINTER, ~0ull);
   vmwrite(F::VIRTUAL_PROCESSOR_ID, index_ + 1);
   if (vm_.config().ept) vmwrite(F::EPT_POINTER, vm_.tdp().eptp());
@@ -67,6 +101,9 @@ void Vcpu::setup_vmcs01() {
   };
   for (uint32_t m = 0x800; m <= 0x8ff; ++m) intercept(m);
   intercept(msr_index(Msr::kIA32_APIC_BASE));
+  // Under shadow paging vmcs01's EFER is L0's (NXE on, LME only with paging): L1's is emulated.
+  if (shadow_paging_) intercept(msr_index(Msr::kIA32_EFER));
+  intercept(msr_index(Msr::kIA32_TSC_DEADLINE));  // the LAPIC timer's
   for (uint32_t m = msr_index(Msr::kIA32_VMX_BASIC); m <= msr_index(Msr::kIA32_VMX_VMFUNC); ++m) intercept(m);
   vmwrite(F::MSR_BITMAP, msr_bitmap_hpa_);
   // Host state: L0 runs in C++, not on the silicon; the host-state area only has to be valid.
@@ -84,17 +121,18 @@ void Vcpu::setup_vmcs01() {
 }
 
 void Vcpu::set_initial_state(const cpu::CpuState& s) {
+  // IA32_APIC_BASE belongs to the local APIC (the irqchip keeps the core's copy in step, and
+  // INIT leaves it as it was, SDM Table 10-1): a boot or SIPI state does not replace it.
+  const uint64_t apic_base = core_.state.msr.apic_base;
   core_.state = s;
+  if (vm_.irqchip()) core_.state.msr.apic_base = apic_base;
   core_.refresh_mode();
   core_.save_guest_state_to(vmcs());
-  vmwrite(VmcsField::GUEST_IA32_EFER, s.msr.efer);
   vmwrite(VmcsField::GUEST_IA32_PAT, s.msr.pat);
   vmwrite(VmcsField::GUEST_DR7, s.dr7);
-  vmwrite(VmcsField::CR0_READ_SHADOW, s.cr0);
-  vmwrite(VmcsField::CR4_READ_SHADOW, s.cr4);
-  vmwrite(VmcsField::GUEST_CR0, s.cr0 | kL0OwnedCr0);
-  vmwrite(VmcsField::GUEST_CR4, s.cr4 | kL0OwnedCr4);
+  set_control_regs({s.cr0, s.cr3, s.cr4, s.msr.efer, s.pdpte});
   vmwrite(VmcsField::VM_ENTRY_INTR_INFO_FIELD, 0);
+  state_dirty_ = true;
 }
 
 uint64_t Vcpu::reg(cpu::Gpr r) { return r == cpu::kRsp ? vmread(VmcsField::GUEST_RSP) : core_.state.gpr[r]; }
@@ -119,11 +157,208 @@ void Vcpu::inject_exception(uint8_t vector, bool has_error, uint32_t error) {
 }
 
 uint64_t Vcpu::guest_cr0() {
-  return (vmread(VmcsField::GUEST_CR0) & ~kL0OwnedCr0) | (vmread(VmcsField::CR0_READ_SHADOW) & kL0OwnedCr0);
+  const uint64_t mask = vmread(VmcsField::CR0_GUEST_HOST_MASK);
+  return (vmread(VmcsField::GUEST_CR0) & ~mask) | (vmread(VmcsField::CR0_READ_SHADOW) & mask);
 }
 
 uint64_t Vcpu::guest_cr4() {
-  return (vmread(VmcsField::GUEST_CR4) & ~kL0OwnedCr4) | (vmread(VmcsField::CR4_READ_SHADOW) & kL0OwnedCr4);
+  const uint64_t mask = vmread(VmcsField::CR4_GUEST_HOST_MASK);
+  return (vmread(VmcsField::GUEST_CR4) & ~mask) | (vmread(VmcsField::CR4_READ_SHADOW) & mask);
+}
+
+uint64_t Vcpu::guest_cr3() { return shadow_paging_ ? l1_.cr3 : vmread(VmcsField::GUEST_CR3); }
+
+uint64_t Vcpu::guest_efer() { return shadow_paging_ ? l1_.efer : vmread(VmcsField::GUEST_IA32_EFER); }
+
+std::array<uint64_t, 4> Vcpu::guest_pdptes() {
+  if (shadow_paging_) return l1_.pdptes;
+  return {vmread(VmcsField::GUEST_PDPTR0), vmread(VmcsField::GUEST_PDPTR1), vmread(VmcsField::GUEST_PDPTR2),
+          vmread(VmcsField::GUEST_PDPTR3)};
+}
+
+// What L1's control registers make of its paging (KVM's kvm_calc_cpu_role).
+static GuestPagingState paging_state(const Vcpu::ControlRegs& c, const cpu::CpuModel& model) {
+  GuestPagingState g;
+  g.maxphyaddr = model.maxphyaddr();
+  g.pdpe1gb = model.has(cpu::Feature::kPdpe1gb);
+  if (!(c.cr0 & cr0::kPG)) return g;
+  g.mode = (c.efer & efer::kLMA) ? cpu::PagingMode::k4Level
+           : (c.cr4 & cr4::kPAE)  ? cpu::PagingMode::kPae
+                                  : cpu::PagingMode::k32Bit;
+  g.cr3 = c.cr3;
+  if (g.mode == cpu::PagingMode::kPae) g.pdptes = c.pdptes;
+  g.wp = c.cr0 & cr0::kWP;
+  g.pse = c.cr4 & cr4::kPSE;
+  g.pge = c.cr4 & cr4::kPGE;
+  g.smep = c.cr4 & cr4::kSMEP;
+  g.smap = c.cr4 & cr4::kSMAP;
+  g.nxe = c.efer & efer::kNXE;
+  return g;
+}
+
+void Vcpu::set_control_regs(const ControlRegs& c) {
+  using F = VmcsField;
+  const bool lma = c.efer & efer::kLMA;
+  const uint64_t entry = vmread(F::VM_ENTRY_CONTROLS);
+  vmwrite(F::VM_ENTRY_CONTROLS, lma ? (entry | entry_ctl::kIa32eModeGuest) : (entry & ~uint64_t(entry_ctl::kIa32eModeGuest)));
+  vmwrite(F::CR0_READ_SHADOW, c.cr0);
+  vmwrite(F::CR4_READ_SHADOW, c.cr4);
+  if (!shadow_paging_) {
+    vmwrite(F::GUEST_CR0, c.cr0 | kL0OwnedCr0);
+    vmwrite(F::GUEST_CR4, c.cr4 | kL0OwnedCr4);
+    vmwrite(F::GUEST_CR3, c.cr3);
+    vmwrite(F::GUEST_IA32_EFER, c.efer);
+    if ((c.cr0 & cr0::kPG) && (c.cr4 & cr4::kPAE) && !lma) {
+      vmwrite(F::GUEST_PDPTR0, c.pdptes[0]);
+      vmwrite(F::GUEST_PDPTR1, c.pdptes[1]);
+      vmwrite(F::GUEST_PDPTR2, c.pdptes[2]);
+      vmwrite(F::GUEST_PDPTR3, c.pdptes[3]);
+    }
+    return;
+  }
+  // The silicon always pages through the shadow tables: PG on (and PE: L1 in real mode runs on
+  // the emulator, see run()), WP on so that L0's write-protection holds against L1's kernel,
+  // PAE-format tables, XD usable. SMEP and SMAP do nothing while L1 has paging off (SDM §4.6),
+  // so they are cleared then (KVM's vmx_set_cr4).
+  const ControlRegs old = l1_;
+  l1_ = c;
+  const bool paging = c.cr0 & cr0::kPG;
+  vmwrite(F::GUEST_CR0, c.cr0 | cr0::kPG | cr0::kWP | cr0::kNE | cr0::kET);
+  uint64_t cr4 = (c.cr4 & ~kShadowL0OwnedCr4) | cr4::kPAE | cr4::kVMXE;
+  if (paging) cr4 |= c.cr4 & (cr4::kPGE | cr4::kSMEP | cr4::kSMAP | cr4::kPKE);
+  vmwrite(F::GUEST_CR4, cr4);
+  const uint64_t lm = efer::kLME | efer::kLMA;
+  vmwrite(F::GUEST_IA32_EFER, (c.efer & ~lm) | efer::kNXE | (lma ? lm : 0));
+  if (old.cr0 != c.cr0 || old.cr4 != c.cr4 || old.efer != c.efer) state_dirty_ = true;
+  if (paging && c.cr3 != old.cr3) ++vm_.mmu_stats().cr3_loads;
+  if (vm_.shadow().set_guest_paging(index_, paging_state(c, vm_.model()))) {
+    // New roots before the next entry; the silicon's TLB is not tagged by CR3, so what it
+    // cached of the old address space goes (KVM's kvm_mmu_new_pgd with a TLB flush).
+    root_hpa_ = 0;
+    flush_tlb_current();
+  } else if (root_hpa_) {
+    vmwrite(F::GUEST_CR3, root_hpa_);  // the emulator wrote L1's
+  }
+}
+
+// A #PF found while delivering an exception becomes #DF, or a triple fault while delivering
+// #DF (SDM §6.15, Table 6-5; KVM's kvm_multiple_exception). Interrupts and benign exceptions
+// whose delivery faulted give way to the #PF.
+void Vcpu::inject_page_fault(uint64_t la, uint32_t error) {
+  core_.state.cr2 = la;
+  const uint32_t info = uint32_t(vmread(VmcsField::VM_ENTRY_INTR_INFO_FIELD));
+  if ((info & intr_info::kValid) && ((info >> 8) & 7) == unsigned(EventType::kHardwareException)) {
+    const unsigned vec = info & 0xff;
+    if (vec == unsigned(Vector::kDF)) {
+      vm_.request_stop(StopReason::kShutdown, 1, "vCPU " + std::to_string(index_) + ": triple fault (#PF delivering #DF)");
+      return;
+    }
+    if (vec == unsigned(Vector::kPF) || vec == 0 || (vec >= 10 && vec <= 13)) {
+      inject_exception(uint8_t(Vector::kDF), true, 0);
+      return;
+    }
+  }
+  inject_exception(uint8_t(Vector::kPF), true, error);
+}
+
+void Vcpu::flush_tlb_current() {
+  if (shadow_paging_) (void)core_.invvpid(uint64_t(InvvpidType::kSingleContext), index_ + 1, 0);
+  else (void)core_.invept(uint64_t(InveptType::kSingleContext), vmread(VmcsField::EPT_POINTER));
+}
+
+void Vcpu::flush_tlb_address(uint64_t la) {
+  // INVVPID refuses non-canonical addresses; the silicon caches nothing for those anyway.
+  (void)core_.invvpid(uint64_t(InvvpidType::kIndividualAddress), index_ + 1, la);
+}
+
+bool Vcpu::repeated_spurious_fault(uint64_t la, uint32_t error) {
+  if (la == spurious_la_ && error == spurious_error_) {
+    spurious_la_ = ~0ull;
+    return true;
+  }
+  spurious_la_ = la;
+  spurious_error_ = error;
+  return false;
+}
+
+uint64_t Vcpu::make_request(uint32_t request) {
+  requests_.fetch_or(request, std::memory_order_seq_cst);
+  const uint64_t mode = guest_mode_.load(std::memory_order_seq_cst);
+  if (mode & 1) core_.kick();
+  return mode;
+}
+
+void Vcpu::wait_for_exit(uint64_t seen) {
+  if (!(seen & 1)) return;
+  while (guest_mode_.load(std::memory_order_acquire) == seen) std::this_thread::yield();
+}
+
+void Vcpu::service_requests() {
+  const uint32_t r = requests_.exchange(0, std::memory_order_acq_rel);
+  if (r & req::kTlbFlush) flush_tlb_current();
+  if (r & req::kMmuReload) root_hpa_ = 0;
+}
+
+// Before entering under shadow paging: the roots (KVM's kvm_mmu_reload), and whether vmcs01's
+// guest state is one VM entry takes without "unrestricted guest" (SDM §27.3.1).
+bool Vcpu::prepare_shadow_entry() {
+  if ((l1_.cr0 & cr0::kPE) && !root_hpa_) {
+    root_hpa_ = vm_.shadow().load_root(index_);
+    if (!root_hpa_) {
+      vm_.request_stop(StopReason::kError, 1, "host memory exhausted (shadow page tables)");
+      return false;
+    }
+    vmwrite(VmcsField::GUEST_CR3, root_hpa_);
+  }
+  if (state_dirty_) {
+    emulation_required_ = !(l1_.cr0 & cr0::kPE) || !guest_state_valid();
+    state_dirty_ = false;
+  }
+  return true;
+}
+
+bool Vcpu::guest_state_valid() {
+  cpu::VmcsRegion& v = vmcs();
+  HostMemory& host = vm_.host();
+  arch::VmEntryEnv env;
+  env.read = [&v](VmcsField f) { return v.read(f); };
+  env.read_phys = [&host](uint64_t pa, void* out, size_t len) {
+    auto* dst = static_cast<uint8_t*>(out);
+    while (len) {
+      uint8_t* page = host.ram_page(pa);
+      if (!page) return false;
+      const size_t n = std::min<size_t>(len, 4096 - (pa & 0xfff));
+      std::memcpy(dst, page + (pa & 0xfff), n);
+      dst += n;
+      pa += n;
+      len -= n;
+    }
+    return true;
+  };
+  env.caps = &core_.vmx_caps();
+  env.launch = !launched_;
+  env.current_vmcs = vmcs_hpa_;
+  env.efer_valid_bits = core_.efer_valid_bits();
+  return arch::check_guest_state(env).ok();
+}
+
+// L1's state cannot be entered (real mode, or segments protected mode does not allow, without
+// "unrestricted guest"): run it a block at a time on the emulator's processor, a full core with
+// the bus behind it, until the state can be entered again (KVM's emulate_invalid_guest_state).
+bool Vcpu::emulate_invalid_guest_state() {
+  constexpr uint64_t kBlock = 1024;
+  ++vm_.mmu_stats().emulated_blocks;
+  switch (emulator_->emulate_block(kBlock)) {
+    case Emulator::Result::kHalted: halt(); break;
+    case Emulator::Result::kShutdown:
+      vm_.request_stop(StopReason::kShutdown, 1,
+                       "vCPU " + std::to_string(index_) + ": triple fault at RIP " +
+                           std::to_string(vmread(VmcsField::GUEST_RIP)) + " (emulated)");
+      return false;
+    default: break;
+  }
+  state_dirty_ = true;
+  return true;
 }
 
 void Vcpu::kick() {
@@ -138,8 +373,14 @@ void Vcpu::deliver_init() {
   kick();
 }
 
+// SDM §11.4.4.1 (and §26.2): a SIPI is taken only in the wait-for-SIPI state, which an INIT
+// enters at once; the MP protocol's second SIPI reaches a running processor and is dropped.
 void Vcpu::deliver_sipi(uint8_t vector) {
-  sipi_vector_.store(vector, std::memory_order_release);
+  {
+    std::lock_guard lock(mu_);
+    if (!waiting_sipi_ && !init_pending_.load()) return;
+    sipi_vector_.store(vector, std::memory_order_release);
+  }
   kick();
 }
 
@@ -147,9 +388,12 @@ void Vcpu::deliver_sipi(uint8_t vector) {
 // real mode at vector << 12.
 bool Vcpu::wait_sipi() {
   std::unique_lock lock(mu_);
+  waiting_sipi_ = true;
   cv_.wait(lock, [&] { return vm_.stopping() || sipi_vector_.load() >= 0; });
+  waiting_sipi_ = false;
   if (vm_.stopping()) return false;
   const int v = sipi_vector_.exchange(-1);
+  init_pending_.store(false);  // an INIT while waiting leaves the processor waiting: absorbed
   cpu::Cpu scratch(vm_.host(), core_.model());
   scratch.reset(true);
   scratch.state.seg[unsigned(SegReg::kCS)].selector = uint16_t(v << 8);
@@ -165,16 +409,19 @@ bool Vcpu::wait_sipi() {
 void Vcpu::halt() {
   const auto t0 = std::chrono::steady_clock::now();
   IrqChip* chip = vm_.irqchip();
-  std::unique_lock lock(mu_);
   for (;;) {
+    // Cleared before looking, so that a kick after the look ends the wait; what a kick before
+    // it announced, the look sees. The interrupt controllers are asked without mu_ held: their
+    // deliveries kick vCPUs, which takes mu_. The NMI stays pending for inject_pending_event.
+    kicked_.exchange(false, std::memory_order_acq_rel);
     if (vm_.stopping() || init_pending_.load()) break;
     if (chip) {
       chip->expire_timers(index_, host_tsc());
       const bool can_take = vmread(VmcsField::GUEST_RFLAGS) & rflags::kIF;
-      if ((can_take && chip->has_interrupt(index_)) || chip->take_nmi(index_)) break;
+      if ((can_take && chip->has_interrupt(index_)) || chip->has_nmi(index_)) break;
     }
-    kicked_.store(false, std::memory_order_relaxed);
     const uint64_t deadline = chip ? chip->next_deadline(index_) : ~0ull;
+    std::unique_lock lock(mu_);
     if (deadline == ~0ull) {
       cv_.wait(lock, [&] { return kicked_.load() || vm_.stopping(); });
     } else {
@@ -203,13 +450,17 @@ void Vcpu::inject_pending_event() {
   IrqChip* chip = vm_.irqchip();
   if (!chip) return;
   if (vmread(VmcsField::VM_ENTRY_INTR_INFO_FIELD) & intr_info::kValid) return;
-  const uint64_t proc_ctl = vmread(VmcsField::CPU_BASED_VM_EXEC_CONTROL);
+  uint64_t proc_ctl = vmread(VmcsField::CPU_BASED_VM_EXEC_CONTROL) & ~uint64_t(proc::kNmiWindowExiting);
   const uint32_t blocking = uint32_t(vmread(VmcsField::GUEST_INTERRUPTIBILITY_INFO));
-  if (chip->take_nmi(index_)) {
-    if (!(blocking & (interruptibility::kBlockingByNmi | interruptibility::kBlockingByMovSs | interruptibility::kBlockingBySti))) {
+  if (chip->has_nmi(index_)) {
+    // A blocked NMI stays pending; the NMI-window exit says when it can go in (SDM §26.7.6).
+    if (!(blocking & (interruptibility::kBlockingByNmi | interruptibility::kBlockingByMovSs | interruptibility::kBlockingBySti)) &&
+        chip->take_nmi(index_)) {
+      vmwrite(VmcsField::CPU_BASED_VM_EXEC_CONTROL, proc_ctl);
       vmwrite(VmcsField::VM_ENTRY_INTR_INFO_FIELD, intr_info::make(2, unsigned(EventType::kNmi), false));
       return;
     }
+    proc_ctl |= proc::kNmiWindowExiting;
   }
   if (!chip->has_interrupt(index_)) {
     vmwrite(VmcsField::CPU_BASED_VM_EXEC_CONTROL, proc_ctl & ~uint64_t(proc::kIntrWindowExiting));
@@ -246,6 +497,7 @@ void Vcpu::arm_preemption_timer() {
 }
 
 void Vcpu::run() {
+  const RunningVcpuScope running(this);
   if (wait_for_sipi_ && !wait_sipi()) return;
   using Clock = std::chrono::steady_clock;
   while (!vm_.stopping()) {
@@ -254,11 +506,27 @@ void Vcpu::run() {
       launched_ = false;
       core_.vmclear(vmcs_hpa_);
       core_.vmptrld(vmcs_hpa_);
+      if (IrqChip* chip = vm_.irqchip()) chip->reset_vcpu(index_, true);
       if (!wait_sipi()) return;
+    }
+    if (requests_.load(std::memory_order_relaxed)) service_requests();
+    if (shadow_paging_) {
+      if (!prepare_shadow_entry()) return;
+      if (emulation_required_) {
+        if (!emulate_invalid_guest_state()) return;
+        continue;
+      }
     }
     inject_pending_event();
     arm_preemption_timer();
     kicked_.store(false, std::memory_order_relaxed);
+    // In the guest from here (KVM's vcpu->mode = IN_GUEST_MODE): a request made from now on
+    // kicks, one made before is seen here.
+    guest_mode_.store((++entries_ << 1) | 1, std::memory_order_seq_cst);
+    if (requests_.load(std::memory_order_seq_cst)) {
+      guest_mode_.store(entries_ << 1, std::memory_order_release);
+      continue;
+    }
     const auto t0 = Clock::now();
     const cpu::VmxResult r = core_.vm_enter(launched_);
     if (r.kind == cpu::VmxResult::Kind::kFailInvalid || r.kind == cpu::VmxResult::Kind::kFailValid) {
@@ -274,6 +542,7 @@ void Vcpu::run() {
       e = core_.run();
       stats_.instructions += core_.instructions_retired() - before;
     }
+    guest_mode_.store(entries_ << 1, std::memory_order_release);
     const auto t1 = Clock::now();
     stats_.guest_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
     if (e != cpu::RunExit::kVmExit) {

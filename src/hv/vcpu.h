@@ -2,6 +2,7 @@
 // vmcs01, and the loop "inject pending events, enter, handle the exit, repeat" on a host thread
 // of its own. Exit handlers (exit_handlers.cpp) form a table indexed by exit reason.
 #pragma once
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -16,6 +17,13 @@ namespace nestvm::hv {
 
 class Vm;
 class Emulator;
+
+// Requests between vCPUs (KVM's KVM_REQ_*): bits in the target's mask that it services in its
+// loop before it next enters the guest.
+namespace req {
+inline constexpr uint32_t kTlbFlush = 1u << 0;   // KVM_REQ_TLB_FLUSH: drop the silicon's cached translations
+inline constexpr uint32_t kMmuReload = 1u << 1;  // KVM_REQ_MMU_RELOAD: a shadow root was zapped
+}  // namespace req
 
 class Vcpu {
  public:
@@ -48,6 +56,36 @@ class Vcpu {
   // Guest-visible CR0 and CR4 (read shadows merged for L0-owned bits).
   uint64_t guest_cr0();
   uint64_t guest_cr4();
+  // L1's CR3, EFER and PDPTE registers. Under shadow paging vmcs01 holds L0's values (the
+  // shadow root, EFER.NXE forced on), and L1's are kept here.
+  uint64_t guest_cr3();
+  uint64_t guest_efer();
+  std::array<uint64_t, 4> guest_pdptes();
+  struct ControlRegs {
+    uint64_t cr0 = 0, cr3 = 0, cr4 = 0, efer = 0;
+    std::array<uint64_t, 4> pdptes{};
+  };
+  // Installs L1's control registers, checked already (by the emulator's processor), after an
+  // emulated instruction or at start-up (KVM's kvm_set_cr0/cr3/cr4 and set_efer, their
+  // post-effects): vmcs01's values and read shadows, "IA-32e mode guest", and under shadow
+  // paging the MMU's view of L1's paging with the TLB flushes the change implies.
+  void set_control_regs(const ControlRegs& c);
+  bool shadow_paging() const { return shadow_paging_; }
+  // #PF for L1 with CR2 = la, combined with an event whose delivery it interrupted (SDM §6.15).
+  void inject_page_fault(uint64_t la, uint32_t error);
+  // Drops this vCPU's cached translations of L1's linear addresses: all (KVM's
+  // kvm_vcpu_flush_tlb_current), or those of one page.
+  void flush_tlb_current();
+  void flush_tlb_address(uint64_t la);
+  // A #PF the shadow already allowed: true if the same fault came just before (the cached
+  // translation was flushed and it still faults: L1's own fault, as the silicon judged it).
+  bool repeated_spurious_fault(uint64_t la, uint32_t error);
+
+  // Sets request bits (req::) and kicks the vCPU if it is in the guest; returns the guest-mode
+  // word it saw, for wait_for_exit (KVM's kvm_make_request + kvm_vcpu_kick).
+  uint64_t make_request(uint32_t request);
+  // Waits until the vCPU has left the guest entry `seen` (nothing to wait for if it was out).
+  void wait_for_exit(uint64_t seen);
 
   // From any thread: make the vCPU look at its pending events soon (an external-interrupt exit
   // if it is in the guest, a wake-up if it is halted).
@@ -67,6 +105,10 @@ class Vcpu {
   void reinject_idt_vectoring();
   bool wait_sipi();
   void arm_preemption_timer();
+  void service_requests();
+  bool prepare_shadow_entry();
+  bool guest_state_valid();
+  bool emulate_invalid_guest_state();
 
   Vm& vm_;
   unsigned index_;
@@ -82,11 +124,33 @@ class Vcpu {
   std::atomic<bool> kicked_{false};
   std::atomic<int> sipi_vector_{-1};
   std::atomic<bool> init_pending_{false};
+  bool waiting_sipi_ = false;  // in wait_sipi (guarded by mu_)
+  std::atomic<uint32_t> requests_{0};
+  std::atomic<uint64_t> guest_mode_{0};  // (entries << 1) | 1 while in the guest (KVM's vcpu->mode)
+  uint64_t entries_ = 0;
+  bool shadow_paging_ = false;
+  ControlRegs l1_{};                 // shadow paging: L1's view of its control registers
+  bool emulation_required_ = false;  // L1's state is one VM entry refuses (KVM's emulation_required)
+  bool state_dirty_ = true;          // control registers changed: check the guest state again
+  uint64_t root_hpa_ = 0;            // shadow paging: vmcs01's CR3 while the roots stay loaded
+  uint64_t spurious_la_ = ~0ull;
+  uint32_t spurious_error_ = 0;
 };
+
+// The vCPU whose thread this is (KVM's kvm_get_running_vcpu()), nullptr on other threads:
+// per-vCPU devices, as the local APIC's page, dispatch on it. Vcpu::run sets it; tests that act
+// as a vCPU's thread set it themselves.
+Vcpu* running_vcpu();
+void set_running_vcpu(Vcpu* vcpu);
 
 // CR0/CR4 bits L0 owns in vmcs01 (guest/host masks): VMX operation needs CR0.NE=1 and
 // CR4.VMXE=1 whatever L1 wants (IA32_VMX_CR0/CR4_FIXED0); L1 sees its own values in the shadows.
 inline constexpr uint64_t kL0OwnedCr0 = 1ull << 5;   // NE
 inline constexpr uint64_t kL0OwnedCr4 = 1ull << 13;  // VMXE
+// Under shadow paging L0 owns every CR0 bit but TS (KVM's choice: PE, PG and WP decide how L0
+// maps L1's memory), and the CR4 bits that change paging.
+inline constexpr uint64_t kShadowL0OwnedCr0 = ~(1ull << 3);
+inline constexpr uint64_t kShadowL0OwnedCr4 = (1ull << 4) | (1ull << 5) | (1ull << 7) | (1ull << 12) | (1ull << 13) |
+                                              (1ull << 17) | (1ull << 20) | (1ull << 21) | (1ull << 22);  // PSE PAE PGE LA57 VMXE PCIDE SMEP SMAP PKE
 
 }  // namespace nestvm::hv

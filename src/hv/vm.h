@@ -15,6 +15,7 @@
 #include "hv/host_memory.h"
 #include "hv/io_bus.h"
 #include "hv/irqchip.h"
+#include "hv/mmu/shadow_mmu.h"
 #include "hv/mmu/tdp_mmu.h"
 #include "hv/stats.h"
 
@@ -50,6 +51,8 @@ class Vm {
   GuestMemory& mem() { return mem_; }
   IoBuses& io() { return io_; }
   TdpMmu& tdp() { return tdp_; }
+  ShadowMmu& shadow() { return shadow_; }  // the MMU when !config().ept
+  MmuStats& mmu_stats() { return mmu_stats_; }
   unsigned vcpu_count() const { return unsigned(vcpus_.size()); }
   Vcpu& vcpu(unsigned i) { return *vcpus_[i]; }
 
@@ -60,6 +63,13 @@ class Vm {
   // Runs every vCPU on its own thread until the VM stops; returns why.
   StopReason run();
   void request_stop(StopReason why, int exit_code = 0, std::string message = {});
+
+  // Sets request bits (Vcpu req::) on every vCPU and kicks those in the guest; with `wait`,
+  // returns only once each of those has left the guest, so that none runs again before it
+  // has serviced the request (KVM's kvm_make_all_cpus_request with KVM_REQUEST_WAIT).
+  void make_all_cpus_request(uint32_t request, bool wait);
+  // Every vCPU drops its cached translations (KVM's kvm_flush_remote_tlbs).
+  void flush_remote_tlbs();
   bool stopping() const { return stop_.load(std::memory_order_acquire) != StopReason::kRunning; }
   StopReason stop_reason() const { return stop_.load(); }
   int exit_code() const { return exit_code_; }
@@ -70,7 +80,9 @@ class Vm {
   HostMemory host_;
   GuestMemory mem_;
   IoBuses io_;
+  MmuStats mmu_stats_;
   TdpMmu tdp_;
+  ShadowMmu shadow_;
   IrqChip* irqchip_ = nullptr;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::atomic<StopReason> stop_{StopReason::kRunning};
