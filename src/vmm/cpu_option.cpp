@@ -16,7 +16,7 @@ namespace {
 constexpr const char* kRegNames[] = {"EAX", "EBX", "ECX", "EDX"};
 
 // Features L0 emulates itself rather than passing through from the silicon.
-constexpr Feature kL0Features[] = {Feature::kVmx, Feature::kX2apic, Feature::kTscDeadline};
+constexpr Feature kL0Features[] = {Feature::kApic, Feature::kVmx, Feature::kX2apic, Feature::kTscDeadline};
 
 std::optional<Feature> feature_named(std::string name) {
   std::replace(name.begin(), name.end(), '_', '-');
@@ -77,6 +77,10 @@ Result<CpuSelection> parse_cpu_option(std::string_view spec) {
   if (!model) return Error{fmt::format("-cpu: unable to find CPU model '{}' (try -cpu help)", model_name)};
   // Nested virtualization is the product: VMX is on unless the command line turns it off.
   model->set(Feature::kVmx, true);
+  // Every model has the local APIC, which L0 provides (QEMU's models all list "apic").
+  model->set(Feature::kApic, true);
+  // QEMU sets CPUID.1:ECX.hypervisor for every model (x86_cpu_load_model).
+  model->set(Feature::kHypervisor, true);
   if (model_name == "max" || model_name == "host")
     for (Feature f : kL0Features) model->set(f, true);
 
