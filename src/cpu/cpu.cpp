@@ -367,6 +367,9 @@ RunExit Cpu::run(uint64_t budget) {
       }
       intercepted_ = false;
       if (!deliver_pending_event()) return RunExit::kShutdown;
+      // The exception bitmap made the delivery a VM exit: the host state is loaded, nothing of
+      // the guest's may run (or fault) after it (SDM §26.2).
+      if (vmx_.exit_pending) continue;
     }
     if (attention_.load(std::memory_order_relaxed) || state.activity != Activity::kActive || vmx_timer_due()) {
       prev = nullptr;
