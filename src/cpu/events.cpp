@@ -34,7 +34,8 @@ bool Cpu::deliver_event(const Event& event) {
   // VMX non-root operation: the exception bitmap turns an exception into a VM exit (SDM §26.2).
   if (vmx_.non_root && vmx_exception_exit(cur, nullptr)) return true;
   for (;;) {
-    if (is_exception(cur) && cur.vector == uint8_t(Vector::kPF)) state.cr2 = pending_cr2_;
+    // A #PF injected by VM entry leaves CR2 as the VMM set it (SDM §27.6.1.2).
+    if (is_exception(cur) && cur.vector == uint8_t(Vector::kPF) && !cur.injected) state.cr2 = pending_cr2_;
     if (is_exception(cur) && cur.vector == uint8_t(Vector::kDB)) {
       state.dr7 &= ~dr7::kGD;
       if (!cur.injected) state.dr6 = (state.dr6 & ~pending_dr6_clear_) | pending_dr6_set_;
