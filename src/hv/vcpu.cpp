@@ -96,8 +96,10 @@ void Vcpu::setup_vmcs01() {
   msr_bitmap_hpa_ = host.alloc_page();
   uint8_t* bm = host.frame(msr_bitmap_hpa_);
   auto intercept = [bm](uint32_t msr) {
-    bm[msr / 8] |= uint8_t(1u << (msr % 8));
-    bm[2048 + msr / 8] |= uint8_t(1u << (msr % 8));
+    // MSRs 0 to 1FFFH index the low bitmaps, C0000000H to C0001FFFH the high ones.
+    const uint32_t i = msr & 0x1fff, hi = msr >= 0xc0000000u ? 1024 : 0;
+    bm[hi + i / 8] |= uint8_t(1u << (i % 8));
+    bm[2048 + hi + i / 8] |= uint8_t(1u << (i % 8));
   };
   for (uint32_t m = 0x800; m <= 0x8ff; ++m) intercept(m);
   intercept(msr_index(Msr::kIA32_APIC_BASE));
