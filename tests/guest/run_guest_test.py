@@ -24,7 +24,8 @@ COMMON_ARGS = ["-accel", "tcg", "-machine", "pc", "-nodefaults", "-display", "no
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--program", required=True, help="nestvm or qemu-system-x86_64")
-    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--kernel", help="the image; without it nestvm runs its built-in demo")
+    ap.add_argument("--accel", help="an -accel after the common one (nestvm,ept=off: shadow paging)")
     ap.add_argument("--append", help="-append text; @EPOCH@ becomes the host's Unix time")
     ap.add_argument("--initrd")
     ap.add_argument("--smp")
@@ -36,7 +37,11 @@ def main():
     ap.add_argument("--timeout", type=float, default=60)
     a = ap.parse_args()
 
-    cmd = [a.program] + COMMON_ARGS + ["-kernel", a.kernel]
+    cmd = [a.program] + COMMON_ARGS
+    if a.accel:
+        cmd += ["-accel", a.accel]
+    if a.kernel:
+        cmd += ["-kernel", a.kernel]
     if a.append is not None:
         cmd += ["-append", a.append.replace("@EPOCH@", str(int(time.time())))]
     if a.initrd:
