@@ -1,7 +1,9 @@
 #!/bin/sh
 # The benchmarks of docs/performance.md: the core against the host (alternating runs, medians),
-# then the hot-path micro-benchmarks.
+# the hot-path micro-benchmarks, then the machine against QEMU TCG on the benchmark images
+# (alternating runs, medians, ratios; needs qemu-system-x86_64).
 set -eu
 BUILD=${BUILD:-build}
 "./$BUILD/core_bench" --runs 7 --json "$BUILD/core_bench.json"
 "./$BUILD/core_micro"
+"./$BUILD/machine_bench" --runs 5 --json "$BUILD/machine_bench.json"
