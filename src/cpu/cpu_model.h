@@ -1,6 +1,7 @@
 // A CPU model: the CPUID leaves the processor reports and the features the core enables
 // accordingly. The core consults it for CPUID and for whether an optional instruction exists.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +54,13 @@ class CpuModel {
   int maxlinaddr() const { return 48; }
   void set_leaf(const CpuidLeaf& l);
 
+  // VMX capabilities nested VMX must not offer (QEMU's FEAT_VMX_* feature words turned off on
+  // the command line, -cpu max,-vmx-ept): bits per feature word, numbered as
+  // hv/nested/nested_caps.h's VmxFeatureWord. VMX is no CPUID leaf, so it is kept beside them.
+  static constexpr unsigned kVmxFeatureWords = 9;
+  uint64_t vmx_features_removed(unsigned word) const { return vmx_removed_[word]; }
+  void remove_vmx_features(unsigned word, uint64_t bits) { vmx_removed_[word] |= bits; }
+
  private:
   CpuidLeaf* find(uint32_t leaf, uint32_t subleaf);
   const CpuidLeaf* find(uint32_t leaf, uint32_t subleaf) const;
@@ -60,6 +68,7 @@ class CpuModel {
   std::string name_;
   int maxphyaddr_ = 40;
   std::vector<CpuidLeaf> leaves_;
+  std::array<uint64_t, kVmxFeatureWords> vmx_removed_{};
 };
 
 }  // namespace nestvm::cpu

@@ -11,6 +11,8 @@
 #include "hv/clock.h"
 #include "hv/emulator.h"
 #include "hv/exit_handlers.h"
+#include "hv/mmu/guest_walk.h"
+#include "hv/nested/nested_vmx.h"
 #include "hv/vm.h"
 
 namespace nestvm::hv {
@@ -39,6 +41,7 @@ Vcpu::Vcpu(Vm& vm, unsigned index)
     : vm_(vm), index_(index), core_(vm.host(), silicon_model()), shadow_paging_(!vm.config().ept) {
   core_.apic_id = index;
   emulator_ = std::make_unique<Emulator>(*this);
+  nested_ = std::make_unique<nested::NestedVmx>(*this);
   setup_vmcs01();
 }
 
@@ -196,6 +199,10 @@ static GuestPagingState paging_state(const Vcpu::ControlRegs& c, const cpu::CpuM
   g.smap = c.cr4 & cr4::kSMAP;
   g.nxe = c.efer & efer::kNXE;
   return g;
+}
+
+GuestPagingState Vcpu::guest_paging_state() {
+  return paging_state({guest_cr0(), guest_cr3(), guest_cr4(), guest_efer(), guest_pdptes()}, vm_.model());
 }
 
 void Vcpu::set_control_regs(const ControlRegs& c) {

@@ -17,6 +17,10 @@ namespace nestvm::hv {
 
 class Vm;
 class Emulator;
+struct GuestPagingState;
+namespace nested {
+class NestedVmx;
+}
 
 // Requests between vCPUs (KVM's KVM_REQ_*): bits in the target's mask that it services in its
 // loop before it next enters the guest.
@@ -38,6 +42,8 @@ class Vcpu {
   VcpuStats& stats() { return stats_; }
   cpu::VmcsRegion& vmcs() { return core_.current_vmcs(); }
   Emulator& emulator() { return *emulator_; }
+  // Nested VMX: L1's VMX operation, its vmcs12 and L2 (hv/nested/nested_vmx.h).
+  nested::NestedVmx& nested() { return *nested_; }
 
   // The state L1 starts in (loaders set the BSP's; SMP bring-up sets an AP's at SIPI).
   void set_initial_state(const cpu::CpuState& s);
@@ -61,6 +67,8 @@ class Vcpu {
   uint64_t guest_cr3();
   uint64_t guest_efer();
   std::array<uint64_t, 4> guest_pdptes();
+  // L1's paging as its control registers define it, for walks of L1's linear addresses.
+  GuestPagingState guest_paging_state();
   struct ControlRegs {
     uint64_t cr0 = 0, cr3 = 0, cr4 = 0, efer = 0;
     std::array<uint64_t, 4> pdptes{};
@@ -115,6 +123,7 @@ class Vcpu {
   cpu::Cpu core_;
   VcpuStats stats_;
   std::unique_ptr<Emulator> emulator_;
+  std::unique_ptr<nested::NestedVmx> nested_;
   uint64_t vmcs_hpa_ = 0;
   uint64_t msr_bitmap_hpa_ = 0;
   bool launched_ = false;

@@ -1,0 +1,91 @@
+// Nested VMX (the Turtles design): L1, a hypervisor running under L0, uses VMX as if it owned
+// the processor. Every VMX instruction L1 executes exits to L0, which emulates it with the SDM's
+// outcome on L1's state: VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, INVEPT,
+// INVVPID, VMCALL here (vmx_insn.cpp); VMLAUNCH/VMRESUME (nested_entry.cpp) run L2 on the one
+// vmcs02 of the vCPU (vmcs02.cpp); exits from L2 are routed to L0 or reflected to L1
+// (nested_exit.cpp). NestedVmx is the per-vCPU state, as KVM's struct nested_vmx.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#include "arch/vmx.h"
+#include "hv/nested/vmcs12.h"
+
+namespace nestvm::hv {
+class Vcpu;
+}
+
+namespace nestvm::hv::nested {
+
+inline constexpr uint64_t kInvalidGpa = ~0ull;  // KVM's INVALID_GPA: "no VMCS" / "not in VMX operation"
+
+class NestedVmx {
+ public:
+  explicit NestedVmx(Vcpu& vcpu);
+  NestedVmx(const NestedVmx&) = delete;
+  NestedVmx& operator=(const NestedVmx&) = delete;
+
+  Vcpu& vcpu() { return vcpu_; }
+  // The VMX capabilities offered to L1 (nested_caps.h), fixed from the VM's CPU model.
+  const arch::VmxCapabilities& caps() const { return caps_; }
+  // Whether the VM's CPU model offers VMX at all (CPUID.1:ECX.VMX).
+  bool vmx_offered() const { return vmx_offered_; }
+
+  // The MSRs nested VMX answers for L1: the VMX capability MSRs (read-only) and
+  // IA32_FEATURE_CONTROL. false: #GP.
+  static bool handles_msr(uint32_t index);
+  bool get_msr(uint32_t index, uint64_t& value) const;
+  bool set_msr(uint32_t index, uint64_t value);
+  uint64_t feature_control() const { return feature_control_; }
+
+  // The outcomes of a VMX instruction (SDM Vol. 3 §31.2) on L1's RFLAGS; VMfailValid also
+  // stores the error in vmcs12's VM_INSTRUCTION_ERROR. vmx_fail is VMfail: valid if there is a
+  // current VMCS, else invalid. None advances RIP.
+  void vmx_succeed();
+  void vmx_fail_invalid();
+  void vmx_fail_valid(arch::VmxError e);
+  void vmx_fail(arch::VmxError e);
+
+  // Writes the cached vmcs12 back to L1 memory and forgets it (KVM's nested_release_vmcs12).
+  void release_vmcs12();
+  // Makes the vmcs12 at gpa current (its page already checked): false if it is not RAM.
+  bool load_vmcs12(uint64_t gpa);
+  // Leaves VMX operation (VMXOFF; KVM's free_nested): vmcs12 written back, nothing current.
+  void free_nested();
+
+  // Invalidation requests from L1 (INVEPT, INVVPID), after their operand checks. The EPT02 code
+  // replaces these; by default L0 drops every translation the silicon cached for this vCPU,
+  // which is more than asked and never less.
+  std::function<void(arch::InveptType type, uint64_t eptp)> on_invept;
+  std::function<void(arch::InvvpidType type, uint16_t vpid, uint64_t la)> on_invvpid;
+
+  // ---- State, as KVM's struct nested_vmx ----
+  bool vmxon = false;                  // L1 is in VMX operation
+  uint64_t vmxon_ptr = kInvalidGpa;    // the VMXON region L1 gave
+  uint64_t current_vmptr = kInvalidGpa;  // the current VMCS (vmcs12) of L1, kInvalidGpa: none
+  Vmcs12 cached_vmcs12;                // the current vmcs12, valid while current_vmptr is
+  bool guest_mode = false;             // L2 is running (vmcs02 is the silicon's current VMCS)
+  uint64_t vmcs02_hpa = 0;             // the vCPU's one vmcs02 (host-physical), 0 until first used
+
+  // ---- Nested entry and exit (vmcs02.cpp, nested_entry.cpp, nested_exit.cpp) ----
+  // Owner: the "nested entry/exit" developer. Add members for VMLAUNCH/VMRESUME, vmcs02 and
+  // exit reflection between these markers.
+
+  // ---- End of nested entry and exit ----
+
+ private:
+  Vcpu& vcpu_;
+  arch::VmxCapabilities caps_;
+  bool vmx_offered_ = false;
+  uint64_t feature_control_ = 0;  // L0 starts it at 0 (no firmware locks it); L1 writes and locks it
+};
+
+// Exit handler for a VMX instruction L1 executed in VMX root operation (or outside VMX
+// operation): VMXON, VMXOFF, VMCLEAR, VMPTRLD, VMPTRST, VMREAD, VMWRITE, INVEPT, INVVPID and
+// VMCALL (vmx_insn.cpp). Returns false when the vCPU must stop.
+bool handle_vmx_instruction(Vcpu& vcpu, arch::ExitReason reason);
+
+// VMLAUNCH (launch) and VMRESUME from L1 (nested_entry.cpp).
+bool handle_vmlaunch(Vcpu& vcpu, bool launch);
+
+}  // namespace nestvm::hv::nested
