@@ -24,6 +24,7 @@
 #include "vmm/devices/pci_testdev.h"
 #include "vmm/devices/pm_timer.h"
 #include "vmm/devices/uart16550.h"
+#include "vmm/level.h"
 #include "vmm/memory_map.h"
 #include "vmm/stats_report.h"
 #include "vmm/vcpu_dump.h"
@@ -94,7 +95,7 @@ Result<std::unique_ptr<Machine>> Machine::create(const Options& options, const K
 Result<Ok> Machine::build(const KernelImage& kernel) {
   const PcRamLayout ram = pc_ram_layout(options_.ram_bytes);
   hv::VmConfig cfg;
-  cfg.ram_bytes = ram.total();
+  cfg.ram_bytes = ram.total() + level_private_ram(options_.level);
   cfg.vcpus = options_.smp.cpus;
   cfg.model = options_.model;
   cfg.ept = options_.ept;
@@ -106,6 +107,7 @@ Result<Ok> Machine::build(const KernelImage& kernel) {
   hv::GuestMemory& mem = vm_->mem();
   mem.add_slot(0, ram.below_4g);
   if (ram.above_4g) mem.add_slot(PcRamLayout::kFourGiB, ram.above_4g);
+  if (auto r = add_level_ram(mem, options_.level); !r) return r;
 
   irqchip_ = std::make_unique<hv::PcIrqChip>(*vm_);
   vm_->set_irqchip(irqchip_.get());
@@ -122,6 +124,7 @@ Result<Ok> Machine::build(const KernelImage& kernel) {
   auto boot = load_kernel(mem, req);
   if (!boot) return Error{fmt::format("{}: {}", kernel.name, boot.error())};
   boot_ = std::move(*boot);
+  if (auto r = describe_level_ram(mem, options_.level, boot_); !r) return r;
   for (const std::string& w : boot_.warnings) fmt::print(stderr, "nestvm: warning: {}\n", w);
   vm_->vcpu(0).set_initial_state(boot_.cpu);
   return Ok{};

@@ -9,6 +9,7 @@
 
 #include "guest/images.h"
 #include "vmm/cpu_option.h"
+#include "vmm/level.h"
 #include "vmm/machine.h"
 #include "vmm/options.h"
 
@@ -68,6 +69,15 @@ int main(int argc, char** argv) {
     auto modules = read_modules(o.initrd);
     if (!modules) return usage_error(modules.error());
     kernel.modules = std::move(*modules);
+  }
+
+  if (o.level == 2) {
+    // The built-in minivisor boots the kernel (or the demo) as L2 (vmm/level.h).
+    if (!o.model.has(nestvm::cpu::Feature::kVmx)) return usage_error("--level 2: the minivisor needs VMX (-cpu ...,-vmx)");
+    const nestvm::guest::Image* mv = nestvm::guest::find("minivisor");
+    auto l1 = level_kernel(o.level, kernel, mv ? mv->bytes : std::span<const uint8_t>(), o.append);
+    if (!l1) return usage_error(l1.error());
+    kernel = std::move(*l1);
   }
 
   block_stop_signals();

@@ -306,6 +306,16 @@ const OptionSpec kOptions[] = {
        p.o.name = kv.key == "guest" && kv.value ? *kv.value : items[0];
        return std::optional<Error>();
      }},
+    {"level", "1|2",
+     "the level the kernel runs at: 1 (default) as L1; 2 as L2 under the built-in minivisor, an L1 hypervisor "
+     "that boots it with the same command line, modules, memory map and devices",
+     [](Parser& p, const std::string& v) {
+       if (v != "1" && v != "2")
+         return fail(fmt::format("--level: invalid level '{}' (1: the kernel runs as L1; 2: as L2 under the "
+                                 "built-in minivisor)", v));
+       p.o.level = unsigned(v[0] - '0');
+       return std::optional<Error>();
+     }},
     {"stats", nullptr, "at exit, print L0's statistics on stderr: exits by reason, MMU, time, instructions",
      [](Parser& p, const std::string&) { p.o.stats = true; return std::optional<Error>(); }},
     {"stats-json", "FILE", "at exit, write the same statistics as JSON to FILE",

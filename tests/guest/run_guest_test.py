@@ -35,11 +35,14 @@ def main():
     ap.add_argument("--expect-exit", type=int, default=1)
     ap.add_argument("--expect", action="append", default=[], help="a regex some output line must match")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--level", help="nestvm's --level (2: under the minivisor; nestvm only)")
     a = ap.parse_args()
 
     cmd = [a.program] + COMMON_ARGS
     if a.accel:
         cmd += ["-accel", a.accel]
+    if a.level:
+        cmd += ["--level", a.level]
     if a.kernel:
         cmd += ["-kernel", a.kernel]
     if a.append is not None:
