@@ -17,6 +17,11 @@ struct VcpuStats {
   std::atomic<uint64_t> injected_interrupts{0};
   std::atomic<uint64_t> emulated_instructions{0};
   std::atomic<uint64_t> instructions{0};
+  // Nested VMX: `exits` above counts L1's exits; L2's are counted by who handled them (KVM's
+  // nested_vmx_l0_wants_exit / l1_wants_exit), and VMLAUNCH/VMRESUME that entered L2.
+  std::array<std::atomic<uint64_t>, arch::kNumExitReasons> l2_exits_l0{};         // handled by L0, L2 resumed
+  std::array<std::atomic<uint64_t>, arch::kNumExitReasons> l2_exits_reflected{};  // reflected to L1
+  std::atomic<uint64_t> nested_entries{0};
   uint64_t total_exits() const {
     uint64_t n = 0;
     for (const auto& e : exits) n += e.load(std::memory_order_relaxed);
@@ -47,6 +52,11 @@ struct MmuStats {
   std::atomic<uint64_t> cr3_loads{0};
   std::atomic<uint64_t> remote_tlb_flushes{0};    // flushes of every vCPU's cached translations
   std::atomic<uint64_t> emulated_blocks{0};       // blocks run on the emulator for invalid guest state
+  // Nested EPT (EPT02, hv/mmu/nested_ept.h), over every vCPU's cache.
+  std::atomic<uint64_t> ept02_violations{0};    // EPT violations from L2 L0 looked at
+  std::atomic<uint64_t> ept02_mapped_pages{0};  // gauge: present EPT02 leaves
+  std::atomic<uint64_t> ept02_table_pages{0};   // gauge: EPT02 tables, roots included
+  std::atomic<uint64_t> ept02_roots{0};         // gauge: cached EPT02 roots
 };
 
 }  // namespace nestvm::hv
