@@ -8,6 +8,7 @@
 #include "cpu/msr_file.h"
 #include "hv/clock.h"
 #include "hv/emulator.h"
+#include "hv/nested/nested_vmx.h"
 #include "hv/vcpu.h"
 #include "hv/vm.h"
 
@@ -247,6 +248,9 @@ constexpr std::array<ExitHandler, kNumExitReasons> make_table() {
                        ExitReason::VMPTRST, ExitReason::VMREAD, ExitReason::VMRESUME, ExitReason::VMWRITE,
                        ExitReason::VMXOFF, ExitReason::VMXON, ExitReason::INVEPT, ExitReason::INVVPID})
     set(r, handle_vmx_instruction);
+  // VMLAUNCH/VMRESUME: nested VMX enters L2 (hv/nested/nested_entry.cpp).
+  set(ExitReason::VMLAUNCH, [](Vcpu& v) { return nested::handle_vmlaunch(v, true); });
+  set(ExitReason::VMRESUME, [](Vcpu& v) { return nested::handle_vmlaunch(v, false); });
   return t;
 }
 

@@ -426,7 +426,8 @@ void Vcpu::halt() {
     if (vm_.stopping() || init_pending_.load()) break;
     if (chip) {
       chip->expire_timers(index_, host_tsc());
-      const bool can_take = vmread(VmcsField::GUEST_RFLAGS) & rflags::kIF;
+      // L2 halted under an L1 that takes interrupts as VM exits wakes whatever L2's IF says.
+      const bool can_take = (vmread(VmcsField::GUEST_RFLAGS) & rflags::kIF) || nested_->interrupts_exit_l2();
       if ((can_take && chip->has_interrupt(index_)) || chip->has_nmi(index_)) break;
     }
     const uint64_t deadline = chip ? chip->next_deadline(index_) : ~0ull;
@@ -526,8 +527,12 @@ void Vcpu::run() {
         continue;
       }
     }
+    // While L2 runs, an event for L1 may end its turn first (nested/nested_exit.cpp).
+    if (nested_->guest_mode && !nested_->check_nested_events()) return;
     inject_pending_event();
     arm_preemption_timer();
+    const bool l2 = nested_->guest_mode;  // vmcs02 is current: L2 runs
+    if (l2) nested_->finish_l2_entry();
     kicked_.store(false, std::memory_order_relaxed);
     // In the guest from here (KVM's vcpu->mode = IN_GUEST_MODE): a request made from now on
     // kicks, one made before is seen here.
@@ -537,7 +542,7 @@ void Vcpu::run() {
       continue;
     }
     const auto t0 = Clock::now();
-    const cpu::VmxResult r = core_.vm_enter(launched_);
+    const cpu::VmxResult r = core_.vm_enter(l2 ? vmcs().launched() : launched_);
     if (r.kind == cpu::VmxResult::Kind::kFailInvalid || r.kind == cpu::VmxResult::Kind::kFailValid) {
       vm_.request_stop(StopReason::kError, 1,
                        std::string("VM entry to L1 failed: VMfail error ") + std::to_string(uint32_t(r.error)) + " (" +
@@ -546,7 +551,7 @@ void Vcpu::run() {
     }
     cpu::RunExit e = cpu::RunExit::kVmExit;
     if (r.kind == cpu::VmxResult::Kind::kSucceed) {
-      launched_ = true;
+      if (!l2) launched_ = true;
       const uint64_t before = core_.instructions_retired();
       e = core_.run();
       stats_.instructions += core_.instructions_retired() - before;
@@ -559,6 +564,14 @@ void Vcpu::run() {
       return;
     }
     const uint32_t reason = uint32_t(vmread(VmcsField::VM_EXIT_REASON));
+    if (l2) {
+      // An exit from L2: L0 handles it or reflects it to L1 (nested/nested_exit.cpp).
+      if (!(reason & kExitReasonFailedEntry)) reinject_idt_vectoring();
+      const bool go_on = nested_->handle_l2_exit(reason);
+      stats_.l0_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t1).count());
+      if (!go_on) return;
+      continue;
+    }
     if (reason & kExitReasonFailedEntry) {
       vm_.request_stop(StopReason::kError, 1,
                        std::string("VM entry to L1 failed: ") + exit_reason_name(reason & 0xffff) + " (" + r.rule + ")");

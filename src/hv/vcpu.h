@@ -44,6 +44,9 @@ class Vcpu {
   Emulator& emulator() { return *emulator_; }
   // Nested VMX: L1's VMX operation, its vmcs12 and L2 (hv/nested/nested_vmx.h).
   nested::NestedVmx& nested() { return *nested_; }
+  // vmcs01 and its MSR bitmap (host-physical), for nested VMX's vmcs02 (L0's half of it).
+  uint64_t vmcs01_hpa() const { return vmcs_hpa_; }
+  uint64_t msr_bitmap01_hpa() const { return msr_bitmap_hpa_; }
 
   // The state L1 starts in (loaders set the BSP's; SMP bring-up sets an AP's at SIPI).
   void set_initial_state(const cpu::CpuState& s);

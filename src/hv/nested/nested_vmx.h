@@ -7,8 +7,11 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 
+#include "arch/vmentry_checks.h"
 #include "arch/vmx.h"
+#include "hv/mmu/nested_ept.h"
 #include "hv/nested/vmcs12.h"
 
 namespace nestvm::hv {
@@ -70,6 +73,55 @@ class NestedVmx {
   // ---- Nested entry and exit (vmcs02.cpp, nested_entry.cpp, nested_exit.cpp) ----
   // Owner: the "nested entry/exit" developer. Add members for VMLAUNCH/VMRESUME, vmcs02 and
   // exit reflection between these markers.
+  // VMLAUNCH/VMRESUME (nested_entry.cpp).
+  bool nested_vmx_run(bool launch);
+  // The vCPU loop while guest_mode (nested_exit.cpp): before entering L2, events for L1 that
+  // exit L2 (false: stop); after L0 queued its events, L1's windows and preemption timer; an
+  // exit from L2, routed to L0 or reflected to L1 (false: stop).
+  bool check_nested_events();
+  void finish_l2_entry();
+  bool handle_l2_exit(uint32_t reason);
+  // L2 runs and L1 takes external interrupts as VM exits from it ("external-interrupt exiting").
+  bool interrupts_exit_l2() const {
+    return guest_mode && (cached_vmcs12.read(arch::VmcsField::PIN_BASED_VM_EXEC_CONTROL) & arch::pin::kExtIntExiting);
+  }
+  // Routing predicates, for the exit vmcs02 holds (KVM's nested_vmx_l0/l1_wants_exit).
+  bool l0_wants_exit(unsigned basic_reason);
+  bool l1_wants_exit(unsigned basic_reason);
+  // Reflection to L1 (KVM's nested_vmx_vmexit); synthesize_vmexit for an exit L0 makes up (an
+  // interrupt for L1). false: the vCPU must stop (VMX abort).
+  bool nested_vmx_vmexit(uint32_t reason, uint64_t qualification);
+  bool synthesize_vmexit(uint32_t reason, uint32_t intr_info, uint64_t qualification);
+  // vmcs02.cpp.
+  void prepare_vmcs02();
+  void sync_vmcs02_to_vmcs12(uint32_t reason, uint64_t qualification);
+  void load_vmcs12_host_state();
+
+  uint64_t vmcs02_vmptr = kInvalidGpa;  // the vmcs12 whose guest state vmcs02 holds
+  uint64_t msr_bitmap02_hpa = 0;        // L0's and L1's MSR bitmaps merged
+  uint16_t vpid02 = 0;                  // L2's VPID on the silicon
+  bool nested_run_pending = false;      // entered by VMLAUNCH/VMRESUME, L2 has not run yet
+  uint64_t l1_timer_deadline = ~0ull;   // L1's VMX-preemption timer for L2, a host-TSC deadline
+  std::unique_ptr<NestedEpt> ept02;     // the EPT02 roots of this vCPU
+
+ private:
+  arch::VmEntryEnv vmcs12_entry_env(bool launch);
+  void init_nested_entry();
+  uint64_t l1_timer_remaining() const;
+  bool nested_entry_failure(const arch::VmEntryCheck& c);
+  arch::VmEntryCheck process_entry_msr_load(const arch::VmEntryEnv& env);
+  bool process_exit_msr_store();
+  bool process_exit_msr_load();
+  bool vmx_abort(uint32_t indicator);
+  void leave_guest_mode();
+  void prepare_vmcs02_controls();
+  void merge_msr_bitmaps();
+  bool l1_wants_io();
+  bool l1_wants_msr(bool write);
+  bool l1_wants_cr();
+  bool handle_ept02(unsigned reason);
+
+ public:
 
   // ---- End of nested entry and exit ----
 

@@ -1,0 +1,122 @@
+// VMLAUNCH/VMRESUME from a real L1: L2 entered on vmcs02 and its exit seen by L1 in vmcs12, and
+// every way the entry fails as hardware fails it (VMfailInvalid, VMfailValid 4/5/7/8/26,
+// VM-entry failure with exit reason bit 31 and L1's host state loaded).
+#include "unit/hv/nested/nested_fixture.h"
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+constexpr int kReflected = 0x21;
+// EFLAGS low byte after VMfailValid (ZF, bit 1) and VMfailInvalid (CF, bit 1).
+constexpr int kFailValid = 0x42, kFailInvalid = 0x03;
+
+TEST_F(NestedTest, LaunchRunsL2AndCpuidExitReachesL1) {
+  load_l2("mov eax, 1\n cpuid\n hlt\n");
+  EXPECT_EQ(run_l1(), kReflected);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::CPUID));
+  EXPECT_EQ(r12(F::GUEST_RIP), kL2Code + 5);  // at the CPUID, after the 5-byte MOV
+  EXPECT_EQ(r12(F::VM_EXIT_INSTRUCTION_LEN), 2u);
+  EXPECT_TRUE(vmcs12().launched);
+  EXPECT_FALSE(nested().guest_mode);
+  EXPECT_EQ(stats().nested_entries.load(), 1u);
+  EXPECT_EQ(stats().l2_exits_reflected[unsigned(ExitReason::CPUID)].load(), 1u);
+  // L1 resumed at its host RIP with its host state: paged, CPL 0, flat.
+  EXPECT_EQ(vm.vcpu(0).guest_cr3(), kPd);
+  EXPECT_TRUE(vm.vcpu(0).guest_cr0() & cr0::kPG);
+}
+
+TEST_F(NestedTest, HltExitAndL2Registers) {
+  load_l2("mov ebx, 0x1234\n hlt\n");
+  EXPECT_EQ(run_l1(), kReflected);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::HLT));
+  EXPECT_EQ(r12(F::GUEST_RIP), kL2Code + 5);
+  EXPECT_EQ(r12(F::VM_EXIT_INSTRUCTION_LEN), 1u);
+  // General registers are not switched by VM exits: L1 sees L2's EBX.
+  EXPECT_EQ(vm.vcpu(0).core().state.gpr[cpu::kRbx] & 0xffffffff, 0x1234u);
+}
+
+TEST_F(NestedTest, ResumeOnClearVmcsFailsValid5) {
+  load(kL1Code, "vmresume\n pushfd\n pop eax\n out 0xf4, al\n hlt\n");
+  EXPECT_EQ(run_l1(), kFailValid);
+  EXPECT_EQ(r12(F::VM_INSTRUCTION_ERROR), uint64_t(VmxError::VMRESUME_NONLAUNCHED_VMCS));
+  EXPECT_EQ(stats().nested_entries.load(), 0u);
+}
+
+TEST_F(NestedTest, LaunchOnLaunchedVmcsFailsValid4) {
+  vmcs12().launched = true;
+  EXPECT_EQ(run_l1(), kFailValid);
+  EXPECT_EQ(r12(F::VM_INSTRUCTION_ERROR), uint64_t(VmxError::VMLAUNCH_NONCLEAR_VMCS));
+}
+
+TEST_F(NestedTest, NoCurrentVmcsFailsInvalid) {
+  nested().current_vmptr = hv::nested::kInvalidGpa;
+  EXPECT_EQ(run_l1(), kFailInvalid);
+}
+
+TEST_F(NestedTest, InvalidControlsFailValid7) {
+  w12(F::PIN_BASED_VM_EXEC_CONTROL, 0);  // clears the default-1 bits
+  EXPECT_EQ(run_l1(), kFailValid);
+  EXPECT_EQ(r12(F::VM_INSTRUCTION_ERROR), uint64_t(VmxError::ENTRY_INVALID_CONTROL_FIELD));
+}
+
+TEST_F(NestedTest, UnrestrictedGuestWithoutEptFailsValid7) {
+  w12(F::SECONDARY_VM_EXEC_CONTROL, proc2::kUnrestrictedGuest);
+  EXPECT_EQ(run_l1(), kFailValid);
+  EXPECT_EQ(r12(F::VM_INSTRUCTION_ERROR), uint64_t(VmxError::ENTRY_INVALID_CONTROL_FIELD));
+}
+
+TEST_F(NestedTest, InvalidHostStateFailsValid8) {
+  w12(F::HOST_CR4, cr4::kPSE);  // VMXE is fixed to 1
+  EXPECT_EQ(run_l1(), kFailValid);
+  EXPECT_EQ(r12(F::VM_INSTRUCTION_ERROR), uint64_t(VmxError::ENTRY_INVALID_HOST_STATE_FIELD));
+}
+
+TEST_F(NestedTest, InvalidGuestStateIsAnEntryFailureSeenAtHostRip) {
+  load_l2("hlt\n");
+  w12(F::GUEST_CR0, cr0::kPE | cr0::kET);  // NE is fixed to 1
+  EXPECT_EQ(run_l1(), kReflected);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::INVALID_STATE) | kExitReasonFailedEntry);
+  EXPECT_FALSE(vmcs12().launched);  // the launch state does not change
+  EXPECT_EQ(stats().nested_entries.load(), 0u);
+}
+
+TEST_F(NestedTest, MsrLoadFailureIsAnEntryFailureWithItsIndex) {
+  load_l2("hlt\n");
+  // Entry 2 of the VM-entry MSR-load list names an x2APIC MSR, which the list may not load.
+  const uint64_t area = 0x230000;
+  const uint64_t list[4] = {0x174, 0x10, 0x808, 0};
+  ASSERT_TRUE(vm.mem().write(area, list, sizeof list));
+  w12(F::VM_ENTRY_MSR_LOAD_ADDR, area);
+  w12(F::VM_ENTRY_MSR_LOAD_COUNT, 2);
+  EXPECT_EQ(run_l1(), kReflected);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::MSR_LOAD_FAIL) | kExitReasonFailedEntry);
+  EXPECT_EQ(r12(F::EXIT_QUALIFICATION), 2u);
+}
+
+TEST_F(NestedTest, InjectedEventIsDeliveredToL2) {
+  // L1 injects vector 0x30 into L2; L2's handler does CPUID, whose exit L1 sees at the handler.
+  const uint64_t idt = 0x3000;  // L2-physical
+  const uint64_t handler = 0x2000;
+  const uint64_t gate = (handler & 0xffff) | (0x08ull << 16) | (0x8eull << 40) | ((handler >> 16) << 48);
+  write64(kL2Base + idt + 0x30 * 8, gate);
+  load_l2("hlt\n");
+  const auto h = assemble("cpuid\n", 32, handler);
+  ASSERT_TRUE(vm.mem().write(kL2Base + handler, h.data(), h.size()));
+  w12(F::GUEST_IDTR_BASE, idt);
+  const uint64_t gdt[3] = {0, 0x00cf9b000000ffffull, 0x00cf93000000ffffull};  // delivery loads CS from it
+  ASSERT_TRUE(vm.mem().write(kL2Base + 0x4000, gdt, sizeof gdt));
+  w12(F::GUEST_GDTR_BASE, 0x4000);
+  w12(F::GUEST_RFLAGS, 0x202);  // an external interrupt is injected only with IF = 1 (SDM §27.3.1.4)
+  w12(F::VM_ENTRY_INTR_INFO_FIELD, intr_info::make(0x30, unsigned(EventType::kExternalInterrupt), false));
+  EXPECT_EQ(run_l1(), kReflected);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::CPUID));
+  EXPECT_EQ(r12(F::GUEST_RIP), handler);
+  EXPECT_EQ(r12(F::GUEST_RSP), 0x8000u - 12);  // EFLAGS, CS, EIP pushed
+  EXPECT_FALSE(r12(F::VM_ENTRY_INTR_INFO_FIELD) & intr_info::kValid);  // cleared by the exit
+}
+
+}  // namespace
+}  // namespace nestvm::test
