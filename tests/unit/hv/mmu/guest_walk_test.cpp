@@ -273,7 +273,8 @@ TEST_F(GuestWalkTest, WalkWithoutAccessedDirtyUpdateLeavesMemoryAlone) {
 class WalkDifferential : public GuestWalkTest {
  protected:
   static constexpr uint64_t kPool = 0x100000, kPoolPages = 24;
-  WalkDifferential() : ram_(32ull << 20), core_(ram_, cpu::CpuModel::max()) {}
+  // The core keeps a reference to its model: it lives as long as the core.
+  WalkDifferential() : ram_(32ull << 20), model_(cpu::CpuModel::max()), core_(ram_, model_) {}
 
   void build(std::mt19937_64& rng, bool wide) {
     for (uint64_t p = 0; p < kPoolPages; ++p) {
@@ -343,6 +344,7 @@ class WalkDifferential : public GuestWalkTest {
     }
   }
   cpu::FlatRam ram_;
+  cpu::CpuModel model_;
   cpu::Cpu core_;
 };
 
