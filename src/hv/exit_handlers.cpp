@@ -91,11 +91,11 @@ bool handle_msr(Vcpu& v, bool write) {
   uint64_t out = 0;
   const bool apic = (index >> 8) == 0x8 || index == msr_index(Msr::kIA32_APIC_BASE) ||
                     index == msr_index(Msr::kIA32_TSC_DEADLINE);
-  const bool vmx_cap = index >= msr_index(Msr::kIA32_VMX_BASIC) && index <= msr_index(Msr::kIA32_VMX_VMFUNC);
+  const bool vmx_cap = nested::NestedVmx::handles_msr(index);  // VMX capabilities, IA32_FEATURE_CONTROL
   if (apic && chip) {
     ok = write ? chip->msr_write(v.index(), index, value) : chip->msr_read(v.index(), index, out);
   } else if (vmx_cap) {
-    ok = false;  // nested VMX is not offered yet: the capability MSRs do not exist for L1
+    ok = write ? v.nested().set_msr(index, value) : v.nested().get_msr(index, out);
   } else {
     ok = write ? cpu::write_msr(v.core(), index, value) == cpu::MsrResult::kOk
                : cpu::read_msr(v.core(), index, out) == cpu::MsrResult::kOk;
@@ -114,10 +114,9 @@ bool handle_msr(Vcpu& v, bool write) {
 bool handle_rdmsr(Vcpu& v) { return handle_msr(v, false); }
 bool handle_wrmsr(Vcpu& v) { return handle_msr(v, true); }
 
-// VMX instructions: nested VMX is not offered to L1 yet, so they are undefined (#UD).
+// VMX instructions from L1 but VMLAUNCH/VMRESUME: emulated by nested VMX (nested/vmx_insn.cpp).
 bool handle_vmx_instruction(Vcpu& v) {
-  v.inject_exception(uint8_t(Vector::kUD));
-  return true;
+  return nested::handle_vmx_instruction(v, ExitReason(v.vmread(VmcsField::VM_EXIT_REASON) & 0xffff));
 }
 
 bool handle_ept_violation(Vcpu& v) {

@@ -110,6 +110,7 @@ void Vcpu::setup_vmcs01() {
   if (shadow_paging_) intercept(msr_index(Msr::kIA32_EFER));
   intercept(msr_index(Msr::kIA32_TSC_DEADLINE));  // the LAPIC timer's
   for (uint32_t m = msr_index(Msr::kIA32_VMX_BASIC); m <= msr_index(Msr::kIA32_VMX_VMFUNC); ++m) intercept(m);
+  intercept(msr_index(Msr::kIA32_FEATURE_CONTROL));  // L1's is nested VMX's (hv/nested/nested_vmx.h)
   vmwrite(F::MSR_BITMAP, msr_bitmap_hpa_);
   // Host state: L0 runs in C++, not on the silicon; the host-state area only has to be valid.
   const uint64_t host_cr3 = host.alloc_page();

@@ -3,8 +3,10 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
+#include "hv/nested/nested_caps.h"
 #include "vmm/qemu_opts.h"
 
 namespace nestvm::vmm {
@@ -55,6 +57,18 @@ void set_brand(cpu::CpuModel& m, const std::string& brand) {
   if (ext.eax < 0x80000004) m.set_leaf({0x80000000, 0, false, 0x80000004, ext.ebx, ext.ecx, ext.edx});
 }
 
+// QEMU's VMX feature names (vmx-ept, vmx-vpid, ...): capabilities nested VMX offers L1.
+const hv::nested::VmxFeatureName* vmx_feature_named(std::string name) {
+  std::replace(name.begin(), name.end(), '_', '-');
+  return hv::nested::vmx_feature_by_name(name);
+}
+
+// QEMU's description of a VMX feature bit: the capability MSR of its feature word.
+std::string vmx_feature_description(const hv::nested::VmxFeatureName& f) {
+  static constexpr uint32_t kMsrOfWord[] = {0x48e, 0x48b, 0x48d, 0x48f, 0x490, 0x485, 0x48c, 0x480, 0x491};
+  return fmt::format("MSR({:02X}H).{} [bit {}]", kMsrOfWord[unsigned(f.word)], f.name, f.bit);
+}
+
 }  // namespace
 
 bool feature_supported(Feature f) {
@@ -85,11 +99,17 @@ Result<CpuSelection> parse_cpu_option(std::string_view spec) {
     for (Feature f : kL0Features) model->set(f, true);
 
   std::vector<Feature> plus, minus;
+  std::vector<std::pair<const hv::nested::VmxFeatureName*, bool>> vmx_settings;  // in QEMU's order
+  std::vector<const hv::nested::VmxFeatureName*> vmx_plus, vmx_minus;
   bool enforce = false;
   for (size_t i = 1; i < items.size(); ++i) {
     const std::string& item = items[i];
     if (item.empty()) continue;
     if (item[0] == '+' || item[0] == '-') {
+      if (const auto* vf = vmx_feature_named(item.substr(1))) {
+        (item[0] == '+' ? vmx_plus : vmx_minus).push_back(vf);
+        continue;
+      }
       const auto f = feature_named(item.substr(1));
       if (!f) return Error{fmt::format("-cpu: unknown CPU feature '{}'", item.substr(1))};
       (item[0] == '+' ? plus : minus).push_back(*f);
@@ -113,6 +133,12 @@ Result<CpuSelection> parse_cpu_option(std::string_view spec) {
       set_brand(*model, *kv.value);
       continue;
     }
+    if (const auto* vf = vmx_feature_named(kv.key)) {
+      const auto on = kv.value ? parse_bool(*kv.value) : std::optional<bool>(true);
+      if (!on) return Error{fmt::format("-cpu: feature '{}' expects on or off, not '{}'", kv.key, *kv.value)};
+      vmx_settings.emplace_back(vf, *on);
+      continue;
+    }
     const auto f = feature_named(kv.key);
     if (!f) return Error{fmt::format("-cpu: unknown CPU feature or property '{}'", kv.key)};
     // A bare "feat" means feat=on (QEMU's legacy syntax).
@@ -123,7 +149,29 @@ Result<CpuSelection> parse_cpu_option(std::string_view spec) {
   for (Feature f : plus) model->set(f, true);
   for (Feature f : minus) model->set(f, false);
 
-  CpuSelection sel{std::move(*model), {}};
+  // VMX features: nested VMX offers its constant set, so "on" asks for no more than that and
+  // "off" takes a capability away from L1 (cpu::CpuModel::remove_vmx_features).
+  for (const auto* vf : vmx_plus) vmx_settings.emplace_back(vf, true);
+  for (const auto* vf : vmx_minus) vmx_settings.emplace_back(vf, false);
+  std::array<uint64_t, cpu::CpuModel::kVmxFeatureWords> vmx_removed{};
+  std::vector<std::string> vmx_warnings;
+  for (const auto& [vf, on] : vmx_settings) {
+    const uint64_t bit = 1ull << vf->bit;
+    if (!on) {
+      vmx_removed[unsigned(vf->word)] |= bit;
+      continue;
+    }
+    vmx_removed[unsigned(vf->word)] &= ~bit;
+    if (!hv::nested::vmx_feature_offered(*vf)) {
+      const std::string what =
+          fmt::format("nestvm doesn't support requested feature: {}", vmx_feature_description(*vf));
+      if (enforce) return Error{fmt::format("-cpu: {} (enforce)", what)};
+      vmx_warnings.push_back(what);
+    }
+  }
+  for (unsigned w = 0; w < cpu::CpuModel::kVmxFeatureWords; ++w) model->remove_vmx_features(w, vmx_removed[w]);
+
+  CpuSelection sel{std::move(*model), std::move(vmx_warnings)};
   for (unsigned i = 0; i < unsigned(Feature::kCount); ++i) {
     const Feature f = Feature(i);
     if (!sel.model.has(f) || feature_supported(f)) continue;
@@ -148,6 +196,18 @@ std::string cpu_help_text() {
     const Feature f = Feature(i);
     const std::string name =
         fmt::format("{}{}", cpu::feature_info(f).qemu_name, feature_supported(f) ? "" : "(unsupported)");
+    if (column && column + name.size() + 1 > 78) {
+      s += '\n';
+      column = 0;
+    }
+    s += fmt::format(" {}", name);
+    column += name.size() + 1;
+  }
+  s += '\n';
+  s += "\nRecognized VMX features (capabilities nested VMX offers L1; -feat takes one away):\n";
+  column = 0;
+  for (const hv::nested::VmxFeatureName& f : hv::nested::vmx_feature_names()) {
+    const std::string name = fmt::format("{}{}", f.name, hv::nested::vmx_feature_offered(f) ? "" : "(unsupported)");
     if (column && column + name.size() + 1 > 78) {
       s += '\n';
       column = 0;
