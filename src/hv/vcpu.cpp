@@ -388,7 +388,7 @@ void Vcpu::deliver_init() {
 void Vcpu::deliver_sipi(uint8_t vector) {
   {
     std::lock_guard lock(mu_);
-    if (!waiting_sipi_ && !init_pending_.load()) return;
+    if (!waiting_sipi_ && !init_pending_.load() && !l2_waits_sipi_.load()) return;
     sipi_vector_.store(vector, std::memory_order_release);
   }
   kick();
@@ -424,7 +424,8 @@ void Vcpu::halt() {
     // it announced, the look sees. The interrupt controllers are asked without mu_ held: their
     // deliveries kick vCPUs, which takes mu_. The NMI stays pending for inject_pending_event.
     kicked_.exchange(false, std::memory_order_acq_rel);
-    if (vm_.stopping() || init_pending_.load()) break;
+    // An INIT that VMX root operation blocks (L1 under VMXON, outside L2) does not wake it.
+    if (vm_.stopping() || (init_pending_.load() && (!nested_->vmxon || nested_->guest_mode))) break;
     if (chip) {
       chip->expire_timers(index_, host_tsc());
       // L2 halted under an L1 that takes interrupts as VM exits wakes whatever L2's IF says.
@@ -441,6 +442,38 @@ void Vcpu::halt() {
                                        [&] { return kicked_.load() || vm_.stopping(); });
     }
   }
+  stats_.halted_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - t0).count());
+}
+
+// L2 halted in non-root operation (activity state HLT or wait-for-SIPI, which vmcs12 may give
+// it): wait as halt() does for a kick, a timer of L1's or an INIT/SIPI, then let the silicon look
+// at them: a kick is an EXTERNAL_INTERRUPT exit to L0, INIT and SIPI exit to L1 (SDM §26.2).
+void Vcpu::wait_l2_halted() {
+  const auto t0 = std::chrono::steady_clock::now();
+  IrqChip* chip = vm_.irqchip();
+  const bool wait_sipi = core_.state.activity == cpu::Activity::kWaitForSipi;
+  l2_waits_sipi_.store(wait_sipi);
+  for (;;) {
+    kicked_.exchange(false, std::memory_order_acq_rel);
+    if (vm_.stopping() || init_pending_.load() || (wait_sipi && sipi_vector_.load() >= 0)) break;
+    if (chip) chip->expire_timers(index_, host_tsc());
+    if (kicked_.load()) break;
+    const uint64_t deadline = chip ? chip->next_deadline(index_) : ~0ull;
+    std::unique_lock lock(mu_);
+    auto woken = [&] { return kicked_.load() || vm_.stopping() || init_pending_.load() || sipi_vector_.load() >= 0; };
+    if (deadline == ~0ull) {
+      cv_.wait(lock, woken);
+    } else {
+      const uint64_t now = host_tsc();
+      if (deadline > now) cv_.wait_for(lock, std::chrono::nanoseconds(tsc_to_ns(deadline - now)), woken);
+    }
+  }
+  l2_waits_sipi_.store(false);
+  if (init_pending_.exchange(false)) core_.raise_init();
+  const int v = sipi_vector_.exchange(-1);
+  if (wait_sipi && v >= 0) core_.raise_sipi(uint8_t(v));
+  core_.kick();  // the silicon looks at its events again and leaves with an exit if any
   stats_.halted_ns += uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::steady_clock::now() - t0).count());
 }
@@ -512,7 +545,9 @@ void Vcpu::run() {
   if (wait_for_sipi_ && !wait_sipi()) return;
   using Clock = std::chrono::steady_clock;
   while (!vm_.stopping()) {
-    if (init_pending_.exchange(false)) {
+    // INIT is blocked in VMX root operation (SDM §24.8): under L1's VMXON it waits for L2,
+    // where it is an INIT_SIGNAL exit to L1 (raised just before the entry to L2, below).
+    if (!nested_->vmxon && init_pending_.exchange(false)) {
       // INIT (SDM §10.4.7.3): the processor waits for a SIPI again.
       launched_ = false;
       core_.vmclear(vmcs_hpa_);
@@ -554,7 +589,13 @@ void Vcpu::run() {
     if (r.kind == cpu::VmxResult::Kind::kSucceed) {
       if (!l2) launched_ = true;
       const uint64_t before = core_.instructions_retired();
+      if (l2 && init_pending_.exchange(false)) core_.raise_init();
       e = core_.run();
+      // L2 in HLT or wait-for-SIPI without an exit (its activity state): L0 waits for it.
+      while (l2 && e == cpu::RunExit::kHalted && !vm_.stopping()) {
+        wait_l2_halted();
+        e = core_.run();
+      }
       stats_.instructions += core_.instructions_retired() - before;
     }
     guest_mode_.store(entries_ << 1, std::memory_order_release);

@@ -113,6 +113,7 @@ class Vcpu {
  private:
   void setup_vmcs01();
   void inject_pending_event();
+  void wait_l2_halted();
   void reinject_idt_vectoring();
   bool wait_sipi();
   void arm_preemption_timer();
@@ -137,6 +138,7 @@ class Vcpu {
   std::atomic<int> sipi_vector_{-1};
   std::atomic<bool> init_pending_{false};
   bool waiting_sipi_ = false;  // in wait_sipi (guarded by mu_)
+  std::atomic<bool> l2_waits_sipi_{false};  // L2 is in the wait-for-SIPI activity state (nested VMX)
   std::atomic<uint32_t> requests_{0};
   std::atomic<uint64_t> guest_mode_{0};  // (entries << 1) | 1 while in the guest (KVM's vcpu->mode)
   uint64_t entries_ = 0;

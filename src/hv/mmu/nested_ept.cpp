@@ -102,6 +102,12 @@ bool NestedEpt::walk_ept12(uint64_t eptp12, uint64_t l2_gpa, Walk& w) {
   }
 }
 
+std::optional<uint64_t> NestedEpt::translate(uint64_t eptp12, uint64_t l2_gpa) {
+  Walk w;
+  if (!walk_ept12(eptp12, l2_gpa, w)) return std::nullopt;
+  return w.l1_gpa;
+}
+
 uint64_t* NestedEpt::leaf_for(Root& root, uint64_t l2_gpa) {
   uint64_t t = root.hpa;
   for (int level = 4; level > 1; --level) {

@@ -8,6 +8,7 @@
 #include "arch/msr_index.h"
 #include "cpu/msr_file.h"
 #include "hv/clock.h"
+#include "hv/emulator.h"
 #include "hv/exit_handlers.h"
 #include "hv/irqchip.h"
 #include "hv/nested/nested_vmx.h"
@@ -312,11 +313,26 @@ bool NestedVmx::handle_ept02(unsigned reason) {
       // §28.2.1: no qualification or linear address for a misconfiguration.
       v.vmwrite(F::GUEST_LINEAR_ADDRESS, 0);
       return nested_vmx_vmexit(uint32_t(ExitReason::EPT_MISCONFIG), 0);
-    case K::kMmio:
-      v.vm().request_stop(StopReason::kError, 1,
-                          "L2 accessed device memory through EPT12 (L1-physical " + std::to_string(f.l1_gpa) +
-                              "): not emulated yet");
-      return false;
+    case K::kMmio: {
+      // L2 reaches one of L0's devices. L0's emulator works in L1-physical addresses, which
+      // are L2's where EPT12 maps L2 one to one (the minivisor's pass-through): it runs L2's
+      // instruction there. Through a non-identity EPT12 it would read L2's tables and operands
+      // at the wrong addresses, so that case stops.
+      // L2's paging is off in the cases checked here (its instruction is fetched at CS.base +
+      // RIP, a guest-physical address); with paging on, the identity is L1's promise.
+      const uint64_t eptp12 = cached_vmcs12.read(F::EPT_POINTER);
+      const uint64_t fetch = v.vmread(F::GUEST_CS_BASE) + v.vmread(F::GUEST_RIP);
+      const bool paging = v.guest_cr0() & cr0::kPG;
+      if (f.l1_gpa != v.vmread(F::GUEST_PHYSICAL_ADDRESS) || (!paging && ept02->translate(eptp12, fetch) != fetch)) {
+        v.vm().request_stop(StopReason::kError, 1,
+                            "L2 accessed device memory through a non-identity EPT12 mapping (L1-physical " +
+                                std::to_string(f.l1_gpa) + "): not emulated");
+        return false;
+      }
+      ++v.stats().l2_exits_l0[reason];
+      if (v.emulator().emulate_one() == Emulator::Result::kHalted) v.halt();
+      return true;
+    }
     case K::kOutOfMemory:
       v.vm().request_stop(StopReason::kError, 1, "host memory exhausted (EPT02)");
       return false;

@@ -3,6 +3,11 @@
 // violations and misconfigurations with hardware's qualification), handled by L0 without L1
 // seeing them otherwise (ports L1 lets through, EPT02 faults L0 fixes), and L2 without EPT12
 // running on L1-physical memory.
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "hv/irqchip/pc_irqchip.h"
 #include "unit/hv/nested/nested_fixture.h"
 
 namespace nestvm::test {
@@ -151,6 +156,100 @@ TEST_F(NestedTest, WithoutEpt12L2RunsOnL1PhysicalMemory) {
   ASSERT_TRUE(vm.mem().read(0x500000, &v, 4));
   EXPECT_EQ(v, 0x55u);
   EXPECT_EQ(vm.mmu_stats().ept02_roots.load(), 0u);
+}
+
+}  // namespace
+}  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// L2 programs the local APIC (L0's device, reached through an identity EPT12 mapping of its
+// page, emulated by L0) and spins; the timer interrupt is L1's, which takes it as an
+// external-interrupt exit from L2.
+class NestedIrqTest : public NestedTest {
+ protected:
+  NestedIrqTest() : chip(vm) {
+    vm.set_irqchip(&chip);
+    // L2's memory identity-mapped too, as the minivisor's pass-through maps it: L0's
+    // emulator works in L1-physical addresses.
+    write64(kEptPd + 8 * (kL2Base >> 21), kL2Base | 7 | kEptMemWb | ept::kLargePage);
+    w12(F::GUEST_RIP, kL2Base + kL2Code);
+    w12(F::GUEST_RSP, kL2Base + 0x10000);
+    write64(kEptPdpt + 8 * 3, 0x224000 | 7);
+    write64(0x224000 + 8 * 0x1f7, 0xfee00000ull | 7 | kEptMemWb | ept::kLargePage);  // identity
+    w12(F::PIN_BASED_VM_EXEC_CONTROL, r12(F::PIN_BASED_VM_EXEC_CONTROL) | pin::kExtIntExiting);
+    load_l2(R"(
+      mov dword ptr [0xfee000f0], 0x1ff
+      mov dword ptr [0xfee003e0], 0xb
+      mov dword ptr [0xfee00320], 0x40
+      mov dword ptr [0xfee00380], 0x10000
+    1:
+      jmp 1b
+    )");
+  }
+  hv::PcIrqChip chip;
+};
+
+TEST_F(NestedIrqTest, InterruptForL1ExitsL2WithTheVectorAcknowledged) {
+  w12(F::VM_EXIT_CONTROLS, r12(F::VM_EXIT_CONTROLS) | exit_ctl::kAckIntrOnExit);
+  EXPECT_EQ(run_l1(), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::EXTERNAL_INTERRUPT));
+  EXPECT_EQ(r12(F::VM_EXIT_INTR_INFO), intr_info::make(0x40, unsigned(EventType::kExternalInterrupt), false));
+  EXPECT_GE(stats().l2_exits_l0[unsigned(ExitReason::EPT_VIOLATION)].load(), 4u);  // the APIC writes, in L0
+  EXPECT_EQ(stats().l2_exits_reflected[unsigned(ExitReason::EXTERNAL_INTERRUPT)].load(), 1u);
+}
+
+TEST_F(NestedIrqTest, WithoutAcknowledgeTheInterruptStaysPending) {
+  EXPECT_EQ(run_l1(), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::EXTERNAL_INTERRUPT));
+  EXPECT_EQ(r12(F::VM_EXIT_INTR_INFO), 0u);
+  EXPECT_TRUE(chip.has_interrupt(0));
+}
+
+}  // namespace
+}  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// L2 entered in the wait-for-SIPI activity state (as an L1 parks L2's application processors):
+// INIT and SIPI for the vCPU are exits to L1, the SIPI's vector in the qualification.
+class NestedWaitForSipiTest : public NestedTest {
+ protected:
+  NestedWaitForSipiTest() {
+    w12(F::GUEST_ACTIVITY_STATE, 3);
+    load_l2("hlt\n");
+  }
+  // Delivers the signal once L2 is parked (the test thread acts as another processor).
+  int run_with(std::function<void(hv::Vcpu&)> signal) {
+    std::thread t([&] {
+      for (int i = 0; i < 2000 && stats().nested_entries.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      signal(vm.vcpu(0));
+    });
+    const int code = run_l1();
+    t.join();
+    return code;
+  }
+};
+
+TEST_F(NestedWaitForSipiTest, SipiExitsToL1WithItsVector) {
+  EXPECT_EQ(run_with([](hv::Vcpu& v) { v.deliver_sipi(0x9a); }), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::SIPI));
+  EXPECT_EQ(r12(F::EXIT_QUALIFICATION), 0x9au);
+  EXPECT_EQ(r12(F::GUEST_ACTIVITY_STATE), 3u);
+}
+
+TEST_F(NestedWaitForSipiTest, InitExitsToL1) {
+  EXPECT_EQ(run_with([](hv::Vcpu& v) { v.deliver_init(); }), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::INIT_SIGNAL));
 }
 
 }  // namespace
