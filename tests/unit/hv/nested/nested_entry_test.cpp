@@ -120,3 +120,74 @@ TEST_F(NestedTest, InjectedEventIsDeliveredToL2) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// L1 does it all with VMX instructions: FEATURE_CONTROL, VMXON, VMPTRLD of a vmcs12 it wrote
+// in its memory, VMLAUNCH, then a loop that logs each exit reason (VMREAD), steps L2 past the
+// instruction (VMREAD/VMWRITE of GUEST_RIP: a dirty field vmcs02 takes at the next entry) and
+// VMRESUMEs, until L2's HLT.
+TEST_F(NestedTest, L1HypervisorHandlesCpuidIoAndHlt) {
+  constexpr uint64_t kLog = 0x240000, kLogPtr = 0x23fff0;
+  // The vmcs12 page as L1 would have it after VMWRITEs and VMCLEAR (the layout is nestvm's own:
+  // L1 software writes it only through VMWRITE, here the test lays it down for brevity).
+  w12(F::HOST_RIP, kL1Code + 0x100);
+  uint8_t page[4096] = {};
+  vmcs12().to_page(page);
+  ASSERT_TRUE(vm.mem().write(kVmcs12, page, sizeof page));
+  write32(kVmxon, hv::nested::kVmcs12Revision);
+  write32(kLogPtr, kLog);
+  nested().vmxon = false;
+  nested().current_vmptr = hv::nested::kInvalidGpa;
+  load(kL1Code, R"(
+    mov ecx, 0x3a
+    mov eax, 5
+    xor edx, edx
+    wrmsr
+    vmxon qword ptr [vmxon_ptr]
+    vmptrld qword ptr [vmcs_ptr]
+    vmlaunch
+    mov al, 0xee
+    out 0xf4, al
+  vmxon_ptr: .quad 0x201000
+  vmcs_ptr: .quad 0x200000
+    .org 0x100
+    mov ebx, 0x4402
+    vmread eax, ebx
+    mov edi, [0x23fff0]
+    mov [edi], eax
+    add dword ptr [0x23fff0], 4
+    cmp eax, 12
+    je 1f
+    mov ebx, 0x681e
+    vmread ecx, ebx
+    mov ebx, 0x440c
+    vmread edx, ebx
+    add ecx, edx
+    mov ebx, 0x681e
+    vmwrite ebx, ecx
+    vmresume
+    mov al, 0xef
+    out 0xf4, al
+  1:
+    mov al, 0x21
+    out 0xf4, al
+  )");
+  load_l2("cpuid\n mov al, 0x42\n out 0x80, al\n hlt\n");
+  EXPECT_EQ(run_l1(), 0x21);
+  uint32_t log[4] = {};
+  ASSERT_TRUE(vm.mem().read(kLog, log, sizeof log));
+  EXPECT_EQ(log[0], uint32_t(ExitReason::CPUID));
+  EXPECT_EQ(log[1], uint32_t(ExitReason::IO_INSTRUCTION));
+  EXPECT_EQ(log[2], uint32_t(ExitReason::HLT));
+  EXPECT_EQ(stats().nested_entries.load(), 3u);
+  EXPECT_TRUE(ports.writes.empty());  // L1 intercepts every port
+  EXPECT_EQ(stats().exits[unsigned(ExitReason::VMRESUME)].load(), 2u);
+}
+
+}  // namespace
+}  // namespace nestvm::test

@@ -66,6 +66,7 @@ class NestedTest : public ::testing::Test {
   static hv::VmConfig config() {
     hv::VmConfig c;
     c.ram_bytes = 64ull << 20;
+    c.model.set(cpu::Feature::kVmx, true);
     return c;
   }
 
