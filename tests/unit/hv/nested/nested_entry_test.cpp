@@ -191,3 +191,85 @@ TEST_F(NestedTest, L1HypervisorHandlesCpuidIoAndHlt) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// Both levels in 64-bit mode (the minivisor's case): L1 with 4-level paging (1 GiB pages),
+// L2 an IA-32e mode guest on the same tables behind an identity EPT12; the exit loads L1's
+// 64-bit host state.
+class Nested64Test : public NestedTest {
+ protected:
+  static constexpr uint64_t kPml4 = 0x4000, kPdpt = 0x5000, kL2Rip = 0x600000;
+  Nested64Test() {
+    write64(kPml4, kPdpt | 3);
+    write64(kPdpt, 0x83);  // 1 GiB page at 0
+    write64(kEptPdpt, 7 | kEptMemWb | ept::kLargePage);  // EPT12: identity 1 GiB
+    const uint64_t gdt64[4] = {0, 0x00af9b000000ffffull, 0x00cf93000000ffffull, 0x00008b0050000067ull};
+    EXPECT_TRUE(vm.mem().write(kGdt, gdt64, sizeof gdt64));
+    load64(kL1Code, "vmlaunch\n pushfq\n pop rax\n out 0xf4, al\n hlt\n");
+    load64(kHostCode, "mov rax, cr4\n mov rbx, rsp\n mov al, 0x21\n out 0xf4, al\n hlt\n");
+    w12(F::VM_EXIT_CONTROLS, r12(F::VM_EXIT_CONTROLS) | exit_ctl::kHostAddrSpaceSize);
+    w12(F::VM_ENTRY_CONTROLS, r12(F::VM_ENTRY_CONTROLS) | entry_ctl::kIa32eModeGuest);
+    w12(F::HOST_CR3, kPml4);
+    w12(F::HOST_CR4, cr4::kPAE | cr4::kVMXE);
+    w12(F::HOST_RSP, 0x7fff0);
+    w12(F::GUEST_CR0, cr0::kPE | cr0::kNE | cr0::kET | cr0::kPG);
+    w12(F::GUEST_CR3, kPml4);
+    w12(F::GUEST_CR4, cr4::kPAE | cr4::kVMXE);
+    w12(F::GUEST_CS_AR_BYTES, 0xa09b);
+    w12(F::GUEST_GDTR_BASE, kGdt);
+    w12(F::GUEST_RIP, kL2Rip);
+    w12(F::GUEST_RSP, 0x700000);
+  }
+  void load64(uint64_t pa, const std::string& src) {
+    const auto code = assemble(src, 64, pa);
+    ASSERT_FALSE(code.empty());
+    ASSERT_TRUE(vm.mem().write(pa, code.data(), code.size()));
+  }
+  int run64() {
+    cpu::CpuState s;
+    s.cr0 = cr0::kPE | cr0::kET | cr0::kNE | cr0::kPG;
+    s.cr3 = kPml4;
+    s.cr4 = cr4::kPAE | cr4::kVMXE;
+    s.msr.efer = efer::kLME | efer::kLMA;
+    s.seg[unsigned(SegReg::kCS)] = {0x08, 0, 0xffffffff, 0xa09b};
+    for (SegReg r : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS})
+      s.seg[unsigned(r)] = {0x10, 0, 0xffffffff, 0xc093};
+    s.tr = {0x18, 0x5000, 0x67, ar::kP | sys_type::kTss32Busy};
+    s.ldtr = {0, 0, 0, ar::kUnusable};
+    s.gdtr = {kGdt, 0x1f};
+    s.idtr = {0x2000, 0xfff};
+    s.rip = kL1Code;
+    s.gpr[cpu::kRsp] = 0x80000;
+    s.rflags = 2;
+    vm.vcpu(0).set_initial_state(s);
+    const hv::StopReason why = vm.run();
+    EXPECT_EQ(why, hv::StopReason::kDebugExit) << vm.stop_message();
+    return why == hv::StopReason::kDebugExit ? vm.exit_code() : -1;
+  }
+};
+
+TEST_F(Nested64Test, LongModeL2ExitsToLongModeL1) {
+  load64(kL2Rip, "mov rbx, 0x123456789\n cpuid\n hlt\n");
+  EXPECT_EQ(run64(), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::CPUID));
+  EXPECT_EQ(r12(F::GUEST_RIP), kL2Rip + 10);
+  EXPECT_TRUE(vm.vcpu(0).guest_efer() & efer::kLMA);
+  const auto& gpr = vm.vcpu(0).core().state.gpr;
+  EXPECT_EQ(gpr[cpu::kRbx], 0x7fff0u);  // L1's host RSP, read by its 64-bit host code
+  EXPECT_TRUE(vm.vcpu(0).guest_cr4() & cr4::kPAE);
+}
+
+TEST_F(Nested64Test, HostAddressSpaceSizeMustMatchL1sMode) {
+  // L1 in IA-32e mode with a 32-bit host-state area: VMfailValid(8) (SDM §27.2.4).
+  w12(F::VM_EXIT_CONTROLS, r12(F::VM_EXIT_CONTROLS) & ~uint64_t(exit_ctl::kHostAddrSpaceSize));
+  EXPECT_EQ(run64(), kFailValid);
+  EXPECT_EQ(r12(F::VM_INSTRUCTION_ERROR), uint64_t(VmxError::ENTRY_INVALID_HOST_STATE_FIELD));
+}
+
+}  // namespace
+}  // namespace nestvm::test
