@@ -273,3 +273,81 @@ TEST_F(Nested64Test, HostAddressSpaceSizeMustMatchL1sMode) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// vmcs02 as nested_vmx_run leaves it (checked on the test thread, without running): L1's
+// controls merged with L0's, CR masks and shadows, the MSR bitmaps ORed, EPT02 and L2's VPID;
+// then reuse: a second preparation copies only the vmcs12 fields L1 wrote since.
+class Vmcs02Test : public NestedTest {
+ protected:
+  Vmcs02Test() {
+    cpu::CpuState s;
+    s.cr0 = cr0::kPE | cr0::kET | cr0::kNE | cr0::kPG;
+    s.cr3 = kPd;
+    s.cr4 = cr4::kPSE | cr4::kVMXE;
+    s.seg[unsigned(SegReg::kCS)] = {0x08, 0, 0xffffffff, 0xc09b};
+    for (SegReg r : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS})
+      s.seg[unsigned(r)] = {0x10, 0, 0xffffffff, 0xc093};
+    s.tr = {0x18, 0x5000, 0x67, ar::kP | sys_type::kTss32Busy};
+    s.ldtr = {0, 0, 0, ar::kUnusable};
+    s.rip = kL1Code;
+    s.rflags = 2;
+    vm.vcpu(0).set_initial_state(s);
+  }
+  uint64_t r02(F f) { return vm.vcpu(0).vmread(f); }
+};
+
+TEST_F(Vmcs02Test, ControlsMergedWithL0s) {
+  w12(F::EXCEPTION_BITMAP, 1u << 6);
+  w12(F::CR0_GUEST_HOST_MASK, cr0::kTS);
+  w12(F::CR0_READ_SHADOW, cr0::kTS);
+  w12(F::CPU_BASED_VM_EXEC_CONTROL, r12(F::CPU_BASED_VM_EXEC_CONTROL) | proc::kUseMsrBitmaps);
+  w12(F::MSR_BITMAP, kMsrBitmap);
+  const uint8_t bit = 1u << (0x174 % 8);
+  ASSERT_TRUE(vm.mem().write(kMsrBitmap + 0x174 / 8, &bit, 1));
+  ASSERT_TRUE(nested().nested_vmx_run(true));
+  ASSERT_TRUE(nested().guest_mode);
+  EXPECT_EQ(vm.vcpu(0).core().vmptrst(), nested().vmcs02_hpa);
+  // L0 keeps its external-interrupt and NMI exits and its I/O; L1's HLT exiting stays.
+  EXPECT_TRUE(r02(F::PIN_BASED_VM_EXEC_CONTROL) & pin::kExtIntExiting);
+  EXPECT_TRUE(r02(F::PIN_BASED_VM_EXEC_CONTROL) & pin::kNmiExiting);
+  EXPECT_TRUE(r02(F::CPU_BASED_VM_EXEC_CONTROL) & proc::kHltExiting);
+  EXPECT_TRUE(r02(F::CPU_BASED_VM_EXEC_CONTROL) & proc::kUncondIoExiting);
+  EXPECT_FALSE(r02(F::CPU_BASED_VM_EXEC_CONTROL) & proc::kUseIoBitmaps);
+  EXPECT_EQ(r02(F::EXCEPTION_BITMAP), 1u << 6);
+  EXPECT_EQ(r02(F::CR0_GUEST_HOST_MASK), cr0::kTS | hv::kL0OwnedCr0);
+  // L2 reads TS from L1's shadow, NE (L0's alone) as it is.
+  EXPECT_EQ(r02(F::CR0_READ_SHADOW) & (cr0::kTS | cr0::kNE), cr0::kTS | cr0::kNE);
+  EXPECT_EQ(r02(F::VIRTUAL_PROCESSOR_ID), nested().vpid02);
+  EXPECT_NE(r02(F::EPT_POINTER), vm.tdp().eptp());  // EPT02, not EPT01
+  EXPECT_EQ(vm.mmu_stats().ept02_roots.load(), 1u);
+  // MSR bitmap: L1's read intercept of SYSENTER_CS and L0's of the x2APIC range.
+  const uint8_t* bm = vm.host().frame(r02(F::MSR_BITMAP));
+  EXPECT_TRUE(bm[0x174 / 8] & bit);
+  EXPECT_TRUE(bm[0x800 / 8] & 1);
+  EXPECT_FALSE(bm[0x10 / 8] & (1u << (0x10 % 8)));  // the TSC passes through both levels
+  EXPECT_EQ(r02(F::GUEST_RIP), kL2Code);
+}
+
+TEST_F(Vmcs02Test, ReusedWithOnlyDirtyFieldsCopied) {
+  ASSERT_TRUE(nested().nested_vmx_run(true));
+  EXPECT_FALSE(vmcs12().any_dirty());
+  // A field vmcs02 holds that L1 did not write again keeps vmcs02's value: no full rebuild.
+  vm.vcpu(0).vmwrite(F::GUEST_ES_BASE, 0x1234);
+  w12(F::GUEST_RIP, kL2Code + 0x10);
+  nested().prepare_vmcs02();
+  EXPECT_EQ(r02(F::GUEST_RIP), kL2Code + 0x10);
+  EXPECT_EQ(r02(F::GUEST_ES_BASE), 0x1234u);
+  // Another vmcs12 (VMPTRLD of a different region) is copied whole.
+  nested().current_vmptr = kVmcs12 + 0x1000;
+  nested().prepare_vmcs02();
+  EXPECT_EQ(r02(F::GUEST_ES_BASE), 0u);
+}
+
+}  // namespace
+}  // namespace nestvm::test
