@@ -360,7 +360,40 @@ bool NestedVmx::handle_l2_exit(uint32_t reason) {
     return handle_ept02(basic);
   if (!l0_wants_exit(basic) && l1_wants_exit(basic)) return nested_vmx_vmexit(reason, v.vmread(F::EXIT_QUALIFICATION));
   ++v.stats().l2_exits_l0[basic];
-  return handle_exit(v, basic);
+  const uint32_t before = uint32_t(v.vmread(F::VM_ENTRY_INTR_INFO_FIELD));
+  if (!handle_exit(v, basic)) return false;
+  return l0_exception_to_l1(before);
+}
+
+// L0 handled an exit from L2 and queued an exception for L2 (an MSR that does not exist, an
+// emulated instruction that faulted): hardware would have checked it against L1's exception
+// bitmap, so one L1 intercepts becomes an exception exit to L1 (KVM's
+// nested_vmx_check_exception). `before`: what the entry was to inject before L0's handler (an
+// event whose delivery was cut short), which the exit reports as IDT-vectoring information.
+bool NestedVmx::l0_exception_to_l1(uint32_t before) {
+  Vcpu& v = vcpu_;
+  if (!guest_mode) return true;
+  const uint32_t info = uint32_t(v.vmread(F::VM_ENTRY_INTR_INFO_FIELD));
+  if (info == before || !(info & intr_info::kValid) ||
+      ((info >> 8) & 7) != unsigned(EventType::kHardwareException))
+    return true;
+  const unsigned vector = info & 0xff;
+  const uint32_t error = uint32_t(v.vmread(F::VM_ENTRY_EXCEPTION_ERROR_CODE));
+  bool wanted = cached_vmcs12.read(F::EXCEPTION_BITMAP) & (1u << vector);
+  if (vector == unsigned(Vector::kPF)) {
+    const bool match = (error & uint32_t(cached_vmcs12.read(F::PAGE_FAULT_ERROR_CODE_MASK))) ==
+                       uint32_t(cached_vmcs12.read(F::PAGE_FAULT_ERROR_CODE_MATCH));
+    wanted = wanted == match;
+  }
+  if (!wanted) return true;
+  v.vmwrite(F::VM_EXIT_INTR_INFO, info);
+  v.vmwrite(F::VM_EXIT_INTR_ERROR_CODE, error);
+  v.vmwrite(F::VM_EXIT_INSTRUCTION_LEN, 0);
+  v.vmwrite(F::IDT_VECTORING_INFO_FIELD, (before & intr_info::kValid) ? before : 0);
+  v.vmwrite(F::VMX_INSTRUCTION_INFO, 0);
+  // §28.2.1: a #PF's qualification is the linear address (CR2), a #DB's the debug conditions.
+  const uint64_t qual = vector == unsigned(Vector::kPF) ? v.core().state.cr2 : 0;
+  return nested_vmx_vmexit(uint32_t(ExitReason::EXCEPTION_NMI), qual);
 }
 
 }  // namespace nestvm::hv::nested

@@ -120,6 +120,7 @@ class NestedVmx {
   bool l1_wants_msr(bool write);
   bool l1_wants_cr();
   bool handle_ept02(unsigned reason);
+  bool l0_exception_to_l1(uint32_t entry_info_before);
 
  public:
 

@@ -254,3 +254,36 @@ TEST_F(NestedWaitForSipiTest, InitExitsToL1) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// WRMSR to a VMX capability MSR that L1 lets through its MSR bitmap: L0 keeps those MSRs and
+// refuses the write with #GP, which L1's exception bitmap then claims as hardware would.
+TEST_F(NestedTest, ExceptionL0RaisesForL2GoesToL1WhenItsBitmapSaysSo) {
+  w12(F::CPU_BASED_VM_EXEC_CONTROL, r12(F::CPU_BASED_VM_EXEC_CONTROL) | proc::kUseMsrBitmaps);
+  w12(F::MSR_BITMAP, kMsrBitmap);
+  w12(F::EXCEPTION_BITMAP, 1u << unsigned(Vector::kGP));
+  load_l2("mov ecx, 0x480\n wrmsr\n hlt\n");
+  EXPECT_EQ(run_l1(), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::EXCEPTION_NMI));
+  EXPECT_EQ(r12(F::VM_EXIT_INTR_INFO), intr_info::make(13, unsigned(EventType::kHardwareException), true));
+  EXPECT_EQ(r12(F::VM_EXIT_INTR_ERROR_CODE), 0u);
+  EXPECT_EQ(r12(F::GUEST_RIP), kL2Code + 5);
+  EXPECT_EQ(stats().l2_exits_l0[unsigned(ExitReason::MSR_WRITE)].load(), 1u);
+}
+
+TEST_F(NestedTest, ExceptionL0RaisesForL2IsL2sOtherwise) {
+  w12(F::CPU_BASED_VM_EXEC_CONTROL, r12(F::CPU_BASED_VM_EXEC_CONTROL) | proc::kUseMsrBitmaps);
+  w12(F::MSR_BITMAP, kMsrBitmap);
+  load_l2("mov ecx, 0x480\n wrmsr\n hlt\n");
+  EXPECT_EQ(run_l1(), 0x21);
+  // L2 has no IDT: the #GP L0 injected becomes a triple fault, which exits to L1.
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::TRIPLE_FAULT));
+}
+
+}  // namespace
+}  // namespace nestvm::test
