@@ -287,3 +287,26 @@ TEST_F(NestedTest, ExceptionL0RaisesForL2IsL2sOtherwise) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// L1's VMX-preemption timer runs while L2 does; with "save VMX-preemption timer value" the exit
+// stores what is left of it (SDM §28.3.3), and L0's own timer does not steal its exit.
+TEST_F(NestedTest, PreemptionTimerValueSavedAtExit) {
+  constexpr uint64_t kStart = 0xfffffff;
+  w12(F::PIN_BASED_VM_EXEC_CONTROL, r12(F::PIN_BASED_VM_EXEC_CONTROL) | pin::kPreemptionTimer);
+  w12(F::VM_EXIT_CONTROLS, r12(F::VM_EXIT_CONTROLS) | exit_ctl::kSavePreemptionTimer);
+  w12(F::VMX_PREEMPTION_TIMER_VALUE, kStart);
+  load_l2("mov ecx, 100000\n 1: loop 1b\n cpuid\n");
+  EXPECT_EQ(run_l1(), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::CPUID));
+  EXPECT_LT(r12(F::VMX_PREEMPTION_TIMER_VALUE), kStart);
+  EXPECT_GT(r12(F::VMX_PREEMPTION_TIMER_VALUE), 0u);
+}
+
+}  // namespace
+}  // namespace nestvm::test
