@@ -151,8 +151,11 @@ bool NestedVmx::l1_wants_exit(unsigned reason) {
     case ExitReason::RDRAND: return proc2_12 & proc2::kRdrandExiting;
     case ExitReason::RDSEED: return proc2_12 & proc2::kRdseedExiting;
     case ExitReason::INVPCID: return (proc12 & proc::kInvlpgExiting) && (proc2_12 & proc2::kEnableInvpcid);
-    case ExitReason::PREEMPTION_TIMER:
-      return (pin12 & pin::kPreemptionTimer) && host_tsc() >= l1_timer_deadline;
+    case ExitReason::PREEMPTION_TIMER: {
+      // The silicon counts in units of 2^rate TSC cycles: a deadline within one unit is due.
+      const uint64_t unit = 1ull << (vcpu_.core().vmx_caps().misc & vmx_misc::kPreemptionTimerRateMask);
+      return (pin12 & pin::kPreemptionTimer) && host_tsc() + unit > l1_timer_deadline;
+    }
     // EPT faults of EPT02 are L0's to resolve (handle_ept02); without EPT12, L2's memory is L1's
     // and L0 maps it as L1's.
     case ExitReason::EPT_VIOLATION: case ExitReason::EPT_MISCONFIG: return false;
