@@ -16,6 +16,38 @@ namespace {
 
 constexpr unsigned kEptViolation = unsigned(arch::ExitReason::EPT_VIOLATION);
 
+// hv::MmuStats by name (the JSON keys), the one list the snapshot and the JSON read.
+struct MmuCounterInfo {
+  MmuCounter id;
+  const char* name;
+  std::atomic<uint64_t> hv::MmuStats::*field;
+};
+constexpr MmuCounterInfo kMmuCounters[] = {
+    {MmuCounter::kEptViolations, "ept_violations", &hv::MmuStats::ept_violations},
+    {MmuCounter::kTdpMappedPages, "tdp_mapped_pages", &hv::MmuStats::tdp_mapped_pages},
+    {MmuCounter::kTdpTablePages, "tdp_table_pages", &hv::MmuStats::tdp_table_pages},
+    {MmuCounter::kTdpZappedPages, "tdp_zapped_pages", &hv::MmuStats::tdp_zapped_pages},
+    {MmuCounter::kShadowPages, "shadow_pages", &hv::MmuStats::shadow_pages},
+    {MmuCounter::kShadowMappedPages, "shadow_mapped_pages", &hv::MmuStats::shadow_mapped_pages},
+    {MmuCounter::kShadowPagesCreated, "shadow_pages_created", &hv::MmuStats::shadow_pages_created},
+    {MmuCounter::kShadowPagesZapped, "shadow_pages_zapped", &hv::MmuStats::shadow_pages_zapped},
+    {MmuCounter::kShadowPageFaults, "shadow_page_faults", &hv::MmuStats::shadow_page_faults},
+    {MmuCounter::kShadowFaultsFixed, "shadow_faults_fixed", &hv::MmuStats::shadow_faults_fixed},
+    {MmuCounter::kGuestPageFaults, "guest_page_faults", &hv::MmuStats::guest_page_faults},
+    {MmuCounter::kMmioPageFaults, "mmio_page_faults", &hv::MmuStats::mmio_page_faults},
+    {MmuCounter::kWriteProtectFaults, "write_protect_faults", &hv::MmuStats::write_protect_faults},
+    {MmuCounter::kPteWritesZapped, "pte_writes_zapped", &hv::MmuStats::pte_writes_zapped},
+    {MmuCounter::kInvlpg, "invlpg", &hv::MmuStats::invlpg},
+    {MmuCounter::kCr3Loads, "cr3_loads", &hv::MmuStats::cr3_loads},
+    {MmuCounter::kRemoteTlbFlushes, "remote_tlb_flushes", &hv::MmuStats::remote_tlb_flushes},
+    {MmuCounter::kEmulatedBlocks, "emulated_blocks", &hv::MmuStats::emulated_blocks},
+    {MmuCounter::kEpt02Violations, "ept02_violations", &hv::MmuStats::ept02_violations},
+    {MmuCounter::kEpt02MappedPages, "ept02_mapped_pages", &hv::MmuStats::ept02_mapped_pages},
+    {MmuCounter::kEpt02TablePages, "ept02_table_pages", &hv::MmuStats::ept02_table_pages},
+    {MmuCounter::kEpt02Roots, "ept02_roots", &hv::MmuStats::ept02_roots},
+};
+static_assert(std::size(kMmuCounters) == size_t(MmuCounter::kCount), "one entry per MmuCounter");
+
 double seconds(uint64_t ns) { return double(ns) / 1e9; }
 
 double share(uint64_t part, uint64_t whole) { return whole ? 100.0 * double(part) / double(whole) : 0.0; }
@@ -71,8 +103,7 @@ StatsSnapshot take_stats(hv::Vm& vm, uint64_t wall_ns, std::string stop_reason, 
     s.vcpus.push_back(f);
   }
   s.ept = vm.config().ept;
-  s.tdp_mapped_pages = vm.tdp().mapped_pages();
-  s.tdp_table_pages = vm.tdp().table_pages();
+  for (const auto& c : kMmuCounters) s.mmu[size_t(c.id)] = (vm.mmu_stats().*c.field).load();
   s.ram_bytes = vm.mem().ram_size();
   s.backed_pages = vm.mem().backed_pages();
   s.host_pages = vm.host().allocated_pages();
@@ -118,9 +149,23 @@ std::string format_stats(const StatsSnapshot& s) {
   });
   if (s.ept)
     out += fmt::format("  MMU: TDP (EPT01): {} EPT violations, {} guest pages mapped, {} EPT table pages\n",
-                       s.total.exits[kEptViolation], s.tdp_mapped_pages, s.tdp_table_pages);
+                       s.mmu_counter(MmuCounter::kEptViolations), s.mmu_counter(MmuCounter::kTdpMappedPages),
+                       s.mmu_counter(MmuCounter::kTdpTablePages));
   else
-    out += fmt::format("  MMU: shadow paging: {} EPT violations\n", s.total.exits[kEptViolation]);
+    out += fmt::format(
+        "  MMU: shadow paging: {} #PF exits ({} fixed by L0, {} L1's own, {} MMIO), {} writes to "
+        "write-protected page tables emulated, {} shadow entries zapped by them, {} shadow pages "
+        "({} created, {} zapped), {} INVLPG, {} CR3 loads\n",
+        s.mmu_counter(MmuCounter::kShadowPageFaults), s.mmu_counter(MmuCounter::kShadowFaultsFixed),
+        s.mmu_counter(MmuCounter::kGuestPageFaults), s.mmu_counter(MmuCounter::kMmioPageFaults),
+        s.mmu_counter(MmuCounter::kWriteProtectFaults), s.mmu_counter(MmuCounter::kPteWritesZapped),
+        s.mmu_counter(MmuCounter::kShadowPages), s.mmu_counter(MmuCounter::kShadowPagesCreated),
+        s.mmu_counter(MmuCounter::kShadowPagesZapped), s.mmu_counter(MmuCounter::kInvlpg),
+        s.mmu_counter(MmuCounter::kCr3Loads));
+  if (s.mmu_counter(MmuCounter::kEpt02Violations) || s.mmu_counter(MmuCounter::kEpt02Roots))
+    out += fmt::format("  MMU: nested EPT (EPT02): {} EPT violations from L2, {} pages mapped, {} table pages, {} cached roots\n",
+                       s.mmu_counter(MmuCounter::kEpt02Violations), s.mmu_counter(MmuCounter::kEpt02MappedPages),
+                       s.mmu_counter(MmuCounter::kEpt02TablePages), s.mmu_counter(MmuCounter::kEpt02Roots));
   out += fmt::format("  memory: {} MiB of RAM, {} pages backed ({:.1f} MiB), {} host pages in use by L0 and RAM\n",
                      s.ram_bytes >> 20, s.backed_pages, double(s.backed_pages) * 4096 / (1 << 20), s.host_pages);
   return out;
@@ -133,14 +178,12 @@ std::string stats_json_text(const StatsSnapshot& s) {
     v["index"] = i;
     vcpus.push_back(std::move(v));
   }
+  nlohmann::json mmu = {{"mode", s.ept ? "tdp" : "shadow"}};
+  for (const auto& c : kMmuCounters) mmu[c.name] = s.mmu[size_t(c.id)];
   const nlohmann::json j = {
       {"vcpus", vcpus},
       {"total", figures_json(s.total)},
-      {"mmu",
-       {{"mode", s.ept ? "tdp" : "shadow"},
-        {"ept_violations", s.total.exits[kEptViolation]},
-        {"tdp_mapped_pages", s.tdp_mapped_pages},
-        {"tdp_table_pages", s.tdp_table_pages}}},
+      {"mmu", mmu},
       {"memory", {{"ram_bytes", s.ram_bytes}, {"backed_pages", s.backed_pages}, {"host_pages", s.host_pages}}},
       {"wall_ns", s.wall_ns},
       {"stop_reason", s.stop_reason},

@@ -36,11 +36,23 @@ struct VcpuFigures {
   void add(const VcpuFigures& o);
 };
 
+// The MMU counters of hv::MmuStats, read once (see kMmuCounters in stats_report.cpp for their
+// names and meaning); indexed by MmuCounter.
+enum class MmuCounter : uint8_t {
+  kEptViolations, kTdpMappedPages, kTdpTablePages, kTdpZappedPages,
+  kShadowPages, kShadowMappedPages, kShadowPagesCreated, kShadowPagesZapped, kShadowPageFaults,
+  kShadowFaultsFixed, kGuestPageFaults, kMmioPageFaults, kWriteProtectFaults, kPteWritesZapped,
+  kInvlpg, kCr3Loads, kRemoteTlbFlushes, kEmulatedBlocks,
+  kEpt02Violations, kEpt02MappedPages, kEpt02TablePages, kEpt02Roots,
+  kCount
+};
+
 struct StatsSnapshot {
   std::vector<VcpuFigures> vcpus;
   VcpuFigures total;
   bool ept = true;  // TDP (EPT01) or shadow paging
-  uint64_t tdp_mapped_pages = 0, tdp_table_pages = 0;
+  std::array<uint64_t, size_t(MmuCounter::kCount)> mmu{};
+  uint64_t mmu_counter(MmuCounter c) const { return mmu[size_t(c)]; }
   uint64_t ram_bytes = 0, backed_pages = 0, host_pages = 0;
   uint64_t wall_ns = 0;
   std::string stop_reason;  // "debug-exit", "shutdown", "signal", "error"

@@ -31,8 +31,9 @@ vmm::StatsSnapshot sample() {
   s.vcpus = {a, b};
   s.total.add(a);
   s.total.add(b);
-  s.tdp_mapped_pages = 42;
-  s.tdp_table_pages = 5;
+  s.mmu[size_t(vmm::MmuCounter::kEptViolations)] = 8;
+  s.mmu[size_t(vmm::MmuCounter::kTdpMappedPages)] = 42;
+  s.mmu[size_t(vmm::MmuCounter::kTdpTablePages)] = 5;
   s.ram_bytes = 128ull << 20;
   s.backed_pages = 50;
   s.wall_ns = 4'200'000'000;
@@ -85,6 +86,25 @@ TEST(StatsReport, JsonHasTheSameFigures) {
   EXPECT_EQ(j["memory"]["backed_pages"], 50);
   EXPECT_EQ(j["stop_reason"], "debug-exit");
   EXPECT_EQ(j["exit_status"], 1);
+}
+
+TEST(StatsReport, ShadowPagingAndEpt02Counters) {
+  auto s = sample();
+  s.ept = false;
+  s.mmu[size_t(vmm::MmuCounter::kShadowPageFaults)] = 300;
+  s.mmu[size_t(vmm::MmuCounter::kShadowFaultsFixed)] = 250;
+  s.mmu[size_t(vmm::MmuCounter::kWriteProtectFaults)] = 17;
+  s.mmu[size_t(vmm::MmuCounter::kEpt02Violations)] = 9;
+  const std::string t = vmm::format_stats(s);
+  EXPECT_NE(t.find("shadow paging: 300 #PF exits (250 fixed by L0"), std::string::npos) << t;
+  EXPECT_NE(t.find("17 writes to write-protected page tables"), std::string::npos) << t;
+  EXPECT_NE(t.find("nested EPT (EPT02): 9 EPT violations from L2"), std::string::npos) << t;
+  EXPECT_EQ(t.find("TDP (EPT01)"), std::string::npos) << t;
+  const auto j = nlohmann::json::parse(vmm::stats_json_text(s));
+  EXPECT_EQ(j["mmu"]["mode"], "shadow");
+  EXPECT_EQ(j["mmu"]["shadow_page_faults"], 300);
+  EXPECT_EQ(j["mmu"]["write_protect_faults"], 17);
+  EXPECT_EQ(j["mmu"]["ept02_violations"], 9);
 }
 
 TEST(StatsReport, WritesJsonFileAndReportsFailureAsOneLine) {
