@@ -84,7 +84,7 @@ Status Cpu::translate(uint64_t la, AccessKind kind, MmuIdx idx, SegReg seg, uint
   info.tag = tlb_.tag();
   info.global = t.global;
   info.page_shift = t.page_shift;
-  if (t.page_shift > 12) tlb_.note_large_fill();
+  if (t.page_shift > 12) tlb_.note_large_fill(la, t.page_shift);
   if (t.global) tlb_.note_global_fill();
   // A fast write entry needs the dirty bit already set (so the first write walks and sets it)
   // and a page without decoded code.

@@ -16,7 +16,7 @@ void Tlb::reset_tags() {
   for (unsigned t = 0; t < next_tag_; ++t) tags_[t].live = tags_[t].has_globals = false;
   n_live_ = 0;
   next_tag_ = 0;
-  large_fills_ = 0;
+  large_regions_ = {};
 }
 
 uint16_t Tlb::allocate(const TlbContext& c) {
@@ -144,9 +144,9 @@ void Tlb::invalidate_page_if(uint64_t la, Pred pred) {
   // The 4 KiB piece holding la sits at index(la); pieces of a larger page that maps la sit
   // elsewhere, and are looked for only when some large page was cached.
   const unsigned home = index(la);
+  const bool scan = large_page_may_map(la);
   for (unsigned m = 0; m < kNumMmuIdx; ++m)
-    for (unsigned i = 0; i < kTlbSize; ++i) {
-      if (i != home && !large_fills_) continue;
+    for (unsigned i = scan ? 0 : home; i < (scan ? kTlbSize : home + 1); ++i) {
       const TlbEntryInfo& inf = info_[m][i];
       const TagInfo& ti = tags_[inf.tag];
       if (!ti.live) continue;

@@ -112,8 +112,11 @@ class Tlb {
   // Every translation of every context (RESET; the processor running out of tags).
   void flush_everything();
 
-  // Called when an entry is filled from a page larger than 4 KiB.
-  void note_large_fill() { ++large_fills_; }
+  // Called when an entry for `la` is filled from a page of 2^page_shift bytes (> 4 KiB).
+  void note_large_fill(uint64_t la, unsigned page_shift) {
+    const unsigned b = large_region_bit(la, page_shift);
+    large_regions_[b / 64] |= 1ull << (b % 64);
+  }
   // Drops fast write entries that point at a physical page (the page now holds code).
   void drop_writes_to(uint64_t pa_page);
 
@@ -155,7 +158,20 @@ class Tlb {
   TlbContext cur_;
   std::array<std::array<TlbEntry, kTlbSize>, kNumMmuIdx> e_{};
   std::array<std::array<TlbEntryInfo, kTlbSize>, kNumMmuIdx> info_{};
-  uint32_t large_fills_ = 0;  // entries from large pages filled since the last full flush
+  // The large pages (2M, 4M, 1G regions) entries were filled from since the last full flush, as
+  // a 256-bit filter: INVLPG looks beyond the 4 KiB slot of its address only when the filter
+  // says a large page around the address may be cached.
+  static unsigned large_region_bit(uint64_t la, unsigned page_shift) {
+    return unsigned((((la >> page_shift) << 6 | page_shift) * 0x9e3779b97f4a7c15ull) >> 56);
+  }
+  bool large_page_may_map(uint64_t la) const {
+    for (unsigned shift : {21u, 22u, 30u}) {
+      const unsigned b = large_region_bit(la, shift);
+      if (large_regions_[b / 64] >> (b % 64) & 1) return true;
+    }
+    return false;
+  }
+  std::array<uint64_t, 4> large_regions_{};
   std::array<TagInfo, kTlbTags> tags_{};
   std::array<uint16_t, kTlbLiveTags> live_{};
   unsigned n_live_ = 0;
