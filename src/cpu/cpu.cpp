@@ -334,6 +334,13 @@ void Cpu::step_one() {
   if (tf && !has_pending_event_) (void)debug_exception(dr6::kBS);
 }
 
+RunExit Cpu::run_one() {
+  attention_.fetch_or(attention::kStep, std::memory_order_acq_rel);
+  const RunExit e = run(1);
+  attention_.fetch_and(~attention::kStep, std::memory_order_acq_rel);
+  return e;
+}
+
 RunExit Cpu::run(uint64_t budget) {
   const uint64_t stop_at = budget > ~0ull - retired_ ? ~0ull : retired_ + budget;
   // The block whose exit (at prev_rip, in prev_epoch) found no link: linked to the block the

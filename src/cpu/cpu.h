@@ -113,6 +113,9 @@ class Cpu {
   // ---- running --------------------------------------------------------------------------
   // Runs until an exit or until about `budget` instructions have retired.
   RunExit run(uint64_t budget = ~0ull);
+  // Runs exactly one instruction (or delivers the pending event): run() stops only at block
+  // boundaries, L0's instruction emulator must not go past the instruction that exited.
+  RunExit run_one();
   // Power-on / INIT state (SDM Vol. 3 Table 10-1). init = true keeps what INIT keeps.
   void reset(bool init = false);
   uint64_t instructions_retired() const { return retired_; }

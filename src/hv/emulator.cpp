@@ -43,7 +43,7 @@ Emulator::Result Emulator::emulate_one() {
   load_l1_state();
   ++vcpu_.stats().emulated_instructions;
 
-  const cpu::RunExit e = cpu_.run(1);
+  const cpu::RunExit e = cpu_.run_one();
   if (cpu_.has_pending_event()) {
     const cpu::Event& ev = cpu_.pending_event();
     if (ev.vector == uint8_t(Vector::kPF)) core.state.cr2 = cpu_.pending_fault_address();

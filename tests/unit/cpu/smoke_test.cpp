@@ -25,6 +25,38 @@ TEST(Smoke, LongModeArithmeticLoop) {
   EXPECT_EQ(m.reg(cpu::kRcx), 0u);
 }
 
+// run() stops at block boundaries; run_one() after exactly one instruction, also inside a block
+// and with the block already compiled by the JIT (L0's emulator relies on it).
+TEST(Smoke, RunOneExecutesExactlyOneInstruction) {
+  TestMachine m;
+  m.enter_long64(layout::kCode);
+  m.load_code(layout::kCode, R"(
+  1:
+    mov eax, 1
+    mov ebx, 2
+    mov ecx, 3
+    xor eax, eax
+    xor ebx, ebx
+    xor ecx, ecx
+    jmp 1b
+  )", 64);
+  EXPECT_EQ(m.cpu.run(200), RunExit::kBudget);  // hot: compiled by the JIT
+  m.cpu.state.rip = layout::kCode;
+  const uint64_t retired = m.cpu.instructions_retired();
+  EXPECT_EQ(m.cpu.run_one(), RunExit::kBudget);
+  EXPECT_EQ(m.cpu.state.rip, layout::kCode + 5);
+  EXPECT_EQ(m.reg(cpu::kRax), 1u);
+  EXPECT_EQ(m.reg(cpu::kRbx), 0u);
+  EXPECT_EQ(m.cpu.instructions_retired(), retired + 1);
+  EXPECT_EQ(m.cpu.run_one(), RunExit::kBudget);
+  EXPECT_EQ(m.cpu.state.rip, layout::kCode + 10);
+  EXPECT_EQ(m.reg(cpu::kRbx), 2u);
+  EXPECT_EQ(m.reg(cpu::kRcx), 0u);
+  // Afterwards run() runs whole blocks again.
+  EXPECT_EQ(m.cpu.run(3), RunExit::kBudget);
+  EXPECT_GT(m.cpu.instructions_retired(), retired + 5);
+}
+
 TEST(Smoke, CallRetAndStack) {
   TestMachine m;
   m.enter_long64(layout::kCode);
