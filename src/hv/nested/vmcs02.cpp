@@ -202,6 +202,10 @@ void NestedVmx::sync_vmcs02_to_vmcs12(uint32_t reason, uint64_t qualification) {
     c12.write(guest, (v.vmread(guest) & ~m12) | (c12.read(guest) & m12));
   }
   for (F p : {F::GUEST_PDPTR0, F::GUEST_PDPTR1, F::GUEST_PDPTR2, F::GUEST_PDPTR3}) c12.write(p, v.vmread(p));
+  // §28.3.1 (as the silicon does for vmcs02): "IA-32e mode guest" takes L2's EFER.LMA, which
+  // L2 may have changed by enabling or disabling paging.
+  const uint64_t ia32e = v.vmread(F::VM_ENTRY_CONTROLS) & entry_ctl::kIa32eModeGuest;
+  c12.write(F::VM_ENTRY_CONTROLS, (c12.read(F::VM_ENTRY_CONTROLS) & ~uint64_t(entry_ctl::kIa32eModeGuest)) | ia32e);
   if (exit12 & exit_ctl::kSaveEfer) c12.write(F::GUEST_IA32_EFER, v.vmread(F::GUEST_IA32_EFER));
   if (exit12 & exit_ctl::kSavePat) c12.write(F::GUEST_IA32_PAT, v.vmread(F::GUEST_IA32_PAT));
   if (exit12 & exit_ctl::kSaveDebugControls) {

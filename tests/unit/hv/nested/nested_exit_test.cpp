@@ -310,3 +310,42 @@ TEST_F(NestedTest, PreemptionTimerValueSavedAtExit) {
 
 }  // namespace
 }  // namespace nestvm::test
+
+namespace nestvm::test {
+namespace {
+
+using namespace arch;
+using F = VmcsField;
+
+// L2 enters IA-32e mode by itself (PAE, LME, then paging, none of which L1 intercepts): the
+// exit hands L1 a vmcs12 whose "IA-32e mode guest" control says so (SDM §28.3.1), so that the
+// next VMRESUME keeps L2 in long mode.
+TEST_F(NestedTest, L2EnteringLongModeUpdatesIa32eModeGuest) {
+  w12(F::CPU_BASED_VM_EXEC_CONTROL, r12(F::CPU_BASED_VM_EXEC_CONTROL) | proc::kUseMsrBitmaps);
+  w12(F::MSR_BITMAP, kMsrBitmap);
+  write64(kL2Base + 0x10000, 0x11000 | 3);  // L2's PML4 -> PDPT -> PD, 2 MiB identity page
+  write64(kL2Base + 0x11000, 0x12000 | 3);
+  write64(kL2Base + 0x12000, 0x83);
+  load_l2(R"(
+    mov eax, cr4
+    or eax, 0x20
+    mov cr4, eax
+    mov eax, 0x10000
+    mov cr3, eax
+    mov ecx, 0xc0000080
+    rdmsr
+    or eax, 0x100
+    wrmsr
+    mov eax, cr0
+    or eax, 0x80000000
+    mov cr0, eax
+    cpuid
+  )");
+  EXPECT_EQ(run_l1(), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::CPUID));
+  EXPECT_TRUE(r12(F::GUEST_CR0) & cr0::kPG);
+  EXPECT_TRUE(r12(F::VM_ENTRY_CONTROLS) & entry_ctl::kIa32eModeGuest);
+}
+
+}  // namespace
+}  // namespace nestvm::test
