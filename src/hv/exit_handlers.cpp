@@ -34,6 +34,33 @@ bool emulate(Vcpu& v) {
 
 bool handle_nothing(Vcpu&) { return true; }
 
+// MOV to CR0/CR4 and LMSW from L1 in VMX operation: the bits IA32_VMX_CR0/CR4_FIXED0 fix to 1
+// (and FIXED1 to 0) stay so, else #GP(0) (SDM Vol. 3 §24.8, restrictions on VMX operation; KVM's
+// nested_host_cr0_valid / nested_cr4_valid). L0 sees these writes because it owns those bits
+// while L1 is in VMX operation (Vcpu::update_vmx_root_cr_intercepts).
+bool handle_cr_access(Vcpu& v) {
+  nested::NestedVmx& n = v.nested();
+  if (n.vmxon && !n.guest_mode) {
+    const uint64_t q = v.vmread(VmcsField::EXIT_QUALIFICATION);
+    const unsigned cr = q & 15, type = (q >> 4) & 3;
+    const VmxCapabilities& caps = n.caps();
+    bool valid = true;
+    if (type == 0 && cr == 0) {
+      const uint64_t value = v.reg(cpu::Gpr((q >> 8) & 15));
+      valid = (value & caps.cr0_fixed0) == caps.cr0_fixed0 && !(value & ~caps.cr0_fixed1 & 0xffffffffull);
+    } else if (type == 0 && cr == 4) {
+      const uint64_t value = v.reg(cpu::Gpr((q >> 8) & 15));
+      valid = (value & caps.cr4_fixed0) == caps.cr4_fixed0 && !(value & ~caps.cr4_fixed1);
+    }
+    // LMSW cannot clear PE and leaves PG and NE alone: it cannot break the fixed bits.
+    if (!valid) {
+      v.inject_exception(uint8_t(Vector::kGP), true, 0);
+      return true;
+    }
+  }
+  return emulate(v);
+}
+
 bool handle_triple_fault(Vcpu& v) {
   v.vm().request_stop(StopReason::kShutdown, 1,
                       "vCPU " + std::to_string(v.index()) + ": triple fault at RIP " +
@@ -236,7 +263,7 @@ constexpr std::array<ExitHandler, kNumExitReasons> make_table() {
   set(ExitReason::HLT, handle_hlt);
   set(ExitReason::INVD, handle_skip);
   set(ExitReason::WBINVD, handle_skip);
-  set(ExitReason::CR_ACCESS, emulate);
+  set(ExitReason::CR_ACCESS, handle_cr_access);
   set(ExitReason::XSETBV, emulate);
   set(ExitReason::IO_INSTRUCTION, handle_io);
   set(ExitReason::MSR_READ, handle_rdmsr);

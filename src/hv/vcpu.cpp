@@ -206,6 +206,15 @@ GuestPagingState Vcpu::guest_paging_state() {
   return paging_state({guest_cr0(), guest_cr3(), guest_cr4(), guest_efer(), guest_pdptes()}, vm_.model());
 }
 
+void Vcpu::update_vmx_root_cr_intercepts() {
+  if (nested_->guest_mode) return;  // vmcs02 is current; vmcs01 keeps what it had
+  const bool on = nested_->vmxon;
+  const uint64_t cr0_mask = (shadow_paging_ ? kShadowL0OwnedCr0 : kL0OwnedCr0) | (on ? nested_->caps().cr0_fixed0 : 0);
+  const uint64_t cr4_mask = (shadow_paging_ ? kShadowL0OwnedCr4 : kL0OwnedCr4) | (on ? nested_->caps().cr4_fixed0 : 0);
+  vmwrite(VmcsField::CR0_GUEST_HOST_MASK, cr0_mask);
+  vmwrite(VmcsField::CR4_GUEST_HOST_MASK, cr4_mask);
+}
+
 void Vcpu::set_control_regs(const ControlRegs& c) {
   using F = VmcsField;
   const bool lma = c.efer & efer::kLMA;

@@ -82,6 +82,10 @@ class Vcpu {
   // paging the MMU's view of L1's paging with the TLB flushes the change implies.
   void set_control_regs(const ControlRegs& c);
   bool shadow_paging() const { return shadow_paging_; }
+  // While L1 is in VMX operation L0 also owns the CR0/CR4 bits VMX fixes, so that L1's writes
+  // to them exit and their restrictions hold (exit_handlers.cpp, handle_cr_access). Called when
+  // L1 enters or leaves VMX operation, with vmcs01 current.
+  void update_vmx_root_cr_intercepts();
   // #PF for L1 with CR2 = la, combined with an event whose delivery it interrupted (SDM §6.15).
   void inject_page_fault(uint64_t la, uint32_t error);
   // Drops this vCPU's cached translations of L1's linear addresses: all (KVM's

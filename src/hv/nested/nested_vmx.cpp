@@ -87,6 +87,7 @@ void NestedVmx::free_nested() {
   release_vmcs12();
   vmxon = false;
   vmxon_ptr = kInvalidGpa;
+  vcpu_.update_vmx_root_cr_intercepts();
 }
 
 }  // namespace nestvm::hv::nested

@@ -192,6 +192,7 @@ bool handle_vmxon(Vcpu& v) {
   n.vmxon = true;
   n.vmxon_ptr = addr;
   n.current_vmptr = kInvalidGpa;
+  v.update_vmx_root_cr_intercepts();
   n.vmx_succeed();
   return done(v);
 }

@@ -286,6 +286,31 @@ TEST_F(VmxInsnTest, VmxoffWritesVmcs12BackAndLeavesVmxOperation) {
   EXPECT_EQ(back.revision, kVmcs12Revision);
 }
 
+// SDM Vol. 3 §24.8: in VMX operation, clearing a bit IA32_VMX_CR0/CR4_FIXED0 fixes to 1 is #GP(0)
+// (CR0.NE and CR4.VMXE here); bits not fixed still change, and after VMXOFF the fixed ones too.
+TEST_F(VmxInsnTest, Cr0NeCannotBeClearedInVmxOperation) {
+  EXPECT_EQ(run(vmxon() + "mov rax, cr0\nbtr rax, 5\nmov cr0, rax\n"), 0x10d);
+  EXPECT_EQ(fault_error(), 0u);
+  EXPECT_TRUE(nested().vmxon);
+  EXPECT_TRUE(vm.vcpu(0).guest_cr0() & cr0::kNE);
+}
+
+TEST_F(VmxInsnTest, Cr4VmxeCannotBeClearedInVmxOperation) {
+  EXPECT_EQ(run(vmxon() + "mov rax, cr4\nbtr rax, 13\nmov cr4, rax\n"), 0x10d);
+  EXPECT_TRUE(vm.vcpu(0).guest_cr4() & cr4::kVMXE);
+}
+
+TEST_F(VmxInsnTest, UnfixedCrBitsChangeInVmxOperationAndFixedOnesAfterVmxoff) {
+  const std::string s = vmxon() + "mov rax, cr0\nbts rax, 3\nmov cr0, rax\nmov rax, cr4\nbts rax, 10\nmov cr4, rax\n" +
+                        "vmxoff\nmov rax, cr0\nbtr rax, 5\nmov cr0, rax\nmov rax, cr4\nbtr rax, 13\nmov cr4, rax\n";
+  ASSERT_EQ(run(s), kPassed);
+  EXPECT_FALSE(nested().vmxon);
+  EXPECT_TRUE(vm.vcpu(0).guest_cr0() & cr0::kTS);
+  EXPECT_FALSE(vm.vcpu(0).guest_cr0() & cr0::kNE);
+  EXPECT_TRUE(vm.vcpu(0).guest_cr4() & cr4::kOSXMMEXCPT);
+  EXPECT_FALSE(vm.vcpu(0).guest_cr4() & cr4::kVMXE);
+}
+
 TEST_F(VmxInsnTest, InveptTypesAndEptp) {
   const std::string s = vmxon() + "mov rax, 3\ninvept rax, [0x304000]\n" + rec(0) +  // unsupported type, no VMCS
                         ptr_insn("vmptrld", kVmcsA) + "mov rax, 3\ninvept rax, [0x304000]\n" + rec(1) +
