@@ -2,6 +2,7 @@
 
 #include "arch/vmcs.h"
 #include "arch/vmx.h"
+#include "hv/nested/nested_vmx.h"
 #include "hv/vcpu.h"
 #include "hv/vm.h"
 
@@ -23,19 +24,31 @@ int Emulator::PortBus::ack_interrupt() {
 void Emulator::load_l1_state() {
   cpu::Cpu& core = vcpu_.core();
   cpu::VmcsRegion& v = vcpu_.vmcs();
-  // The state L1 sees: registers from the silicon, the rest from vmcs01, with L1's own values
-  // of the CR0/CR4 bits L0 owns.
   cpu_.state = core.state;
   cpu_.load_guest_state_from(v);
-  cpu_.state.cr0 = vcpu_.guest_cr0();
-  cpu_.state.cr4 = vcpu_.guest_cr4();
-  cpu_.state.cr3 = vcpu_.guest_cr3();  // under shadow paging vmcs01 holds the shadow root
-  cpu_.state.msr.efer = vcpu_.guest_efer();
-  cpu_.state.pdpte = vcpu_.guest_pdptes();
+  nested::NestedVmx& n = vcpu_.nested();
+  if (n.guest_mode) {
+    // L2's instruction (KVM's nested MMU): vmcs02 holds L2's control registers, EFER and PDPTEs
+    // as the silicon uses them (the read shadows are what L2 reads, not what governs its
+    // accesses). On EPT12, L2's physical addresses go through it.
+    const uint32_t proc12 = uint32_t(n.cached_vmcs12.read(VmcsField::CPU_BASED_VM_EXEC_CONTROL));
+    const bool ept12 = (proc12 & proc::kActivateSecondary) &&
+                       (n.cached_vmcs12.read(VmcsField::SECONDARY_VM_EXEC_CONTROL) & proc2::kEnableEpt);
+    view_.set_ept12(ept12 ? n.ept02.get() : nullptr, n.cached_vmcs12.read(VmcsField::EPT_POINTER));
+  } else {
+    // The state L1 sees: registers from the silicon, the rest from vmcs01, with L1's own values
+    // of the CR0/CR4 bits L0 owns.
+    view_.set_ept12(nullptr, 0);
+    cpu_.state.cr0 = vcpu_.guest_cr0();
+    cpu_.state.cr4 = vcpu_.guest_cr4();
+    cpu_.state.cr3 = vcpu_.guest_cr3();  // under shadow paging vmcs01 holds the shadow root
+    cpu_.state.msr.efer = vcpu_.guest_efer();
+    cpu_.state.pdpte = vcpu_.guest_pdptes();
+  }
   cpu_.state.activity = cpu::Activity::kActive;
   cpu_.clear_pending_event();
   cpu_.refresh_mode();
-  cpu_.flush_tlb_all();  // L1's page tables may have changed since the last emulation
+  cpu_.flush_tlb_all();  // the guest's page tables may have changed since the last emulation
 }
 
 Emulator::Result Emulator::emulate_one() {
@@ -44,6 +57,15 @@ Emulator::Result Emulator::emulate_one() {
   ++vcpu_.stats().emulated_instructions;
 
   const cpu::RunExit e = cpu_.run_one();
+  if (view_.ept12_fault().valid) {
+    // An access of L2's instruction (its page walk included) that EPT12 refuses: hardware would
+    // have exited to L1 with an EPT violation or misconfiguration; the instruction did not
+    // complete, so none of its register results are kept.
+    cpu_.clear_pending_event();
+    const GuestPhysView::Ept12Fault f = view_.ept12_fault();
+    view_.set_ept12(nullptr, 0);
+    return vcpu_.nested().reflect_ept12_fault(f.l2_gpa, f.access) ? Result::kExitToL1 : Result::kShutdown;
+  }
   if (cpu_.has_pending_event()) {
     const cpu::Event& ev = cpu_.pending_event();
     if (ev.vector == uint8_t(Vector::kPF)) core.state.cr2 = cpu_.pending_fault_address();
@@ -72,6 +94,13 @@ void Emulator::store_l1_state() {
   cpu_.save_guest_state_to(v);
   v.write(VmcsField::GUEST_IA32_PAT, cpu_.state.msr.pat);
   v.write(VmcsField::GUEST_DR7, cpu_.state.dr7);
+  if (vcpu_.nested().guest_mode) {
+    // L2's registers are vmcs02's own (no read shadows of L0's making); L0's bits stay set.
+    v.write(VmcsField::GUEST_CR0, cr0 | kL0OwnedCr0);
+    v.write(VmcsField::GUEST_CR4, cr4 | kL0OwnedCr4);
+    v.write(VmcsField::GUEST_IA32_EFER, cpu_.state.msr.efer);
+    return;
+  }
   vcpu_.set_control_regs({cr0, cpu_.state.cr3, cr4, cpu_.state.msr.efer, cpu_.state.pdpte});
 }
 

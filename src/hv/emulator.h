@@ -20,8 +20,11 @@ class Emulator {
     kDone,           // executed; vmcs01 and the registers hold the result
     kFaultInjected,  // the instruction faulted; the exception is queued for L1
     kHalted,         // it was a HLT (the caller halts the vCPU)
-    kShutdown,       // emulate_block: a triple fault
+    kShutdown,       // emulate_block: a triple fault; emulate_one: a VMX abort reflecting to L1
+    kExitToL1,       // L2's instruction met an EPT12 violation/misconfiguration: L1 has the exit
   };
+  // Runs the instruction at RIP of the level the vCPU runs: L1, or L2 while in guest mode (with
+  // L2's state from vmcs02 and its physical addresses through EPT12, GuestPhysView).
   Result emulate_one();
   // Runs L1 on this processor for about `budget` instructions, delivering exceptions and
   // interrupts itself: for guest state VM entry refuses, such as real mode under shadow paging

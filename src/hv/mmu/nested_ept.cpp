@@ -102,9 +102,10 @@ bool NestedEpt::walk_ept12(uint64_t eptp12, uint64_t l2_gpa, Walk& w) {
   }
 }
 
-std::optional<uint64_t> NestedEpt::translate(uint64_t eptp12, uint64_t l2_gpa) {
+std::optional<uint64_t> NestedEpt::translate(uint64_t eptp12, uint64_t l2_gpa, unsigned* rwx) {
   Walk w;
   if (!walk_ept12(eptp12, l2_gpa, w)) return std::nullopt;
+  if (rwx) *rwx = w.rwx;
   return w.l1_gpa;
 }
 

@@ -52,8 +52,9 @@ class NestedEpt {
   // Table 28-7), while L2 runs on EPT12 = eptp12.
   Fault handle_violation(uint64_t eptp12, uint64_t l2_gpa, uint64_t qual02);
 
-  // The L1-physical address EPT12 maps l2_gpa to, if it maps it (a walk that sets no flags).
-  std::optional<uint64_t> translate(uint64_t eptp12, uint64_t l2_gpa);
+  // The L1-physical address EPT12 maps l2_gpa to, if it maps it (a walk that sets no flags);
+  // rwx, if given, receives the permissions every entry of the walk allowed.
+  std::optional<uint64_t> translate(uint64_t eptp12, uint64_t l2_gpa, unsigned* rwx = nullptr);
 
   // INVEPT from L1 (SDM Vol. 3 §29.4.3.1): single-context drops the root of eptp12 (its EP4TA),
   // all-context every root.

@@ -317,30 +317,35 @@ bool NestedVmx::handle_ept02(unsigned reason) {
       v.vmwrite(F::GUEST_LINEAR_ADDRESS, 0);
       return nested_vmx_vmexit(uint32_t(ExitReason::EPT_MISCONFIG), 0);
     case K::kMmio: {
-      // L2 reaches one of L0's devices. L0's emulator works in L1-physical addresses, which
-      // are L2's where EPT12 maps L2 one to one (the minivisor's pass-through): it runs L2's
-      // instruction there. Through a non-identity EPT12 it would read L2's tables and operands
-      // at the wrong addresses, so that case stops.
-      // L2's paging is off in the cases checked here (its instruction is fetched at CS.base +
-      // RIP, a guest-physical address); with paging on, the identity is L1's promise.
-      const uint64_t eptp12 = cached_vmcs12.read(F::EPT_POINTER);
-      const uint64_t fetch = v.vmread(F::GUEST_CS_BASE) + v.vmread(F::GUEST_RIP);
-      const bool paging = v.guest_cr0() & cr0::kPG;
-      if (f.l1_gpa != v.vmread(F::GUEST_PHYSICAL_ADDRESS) || (!paging && ept02->translate(eptp12, fetch) != fetch)) {
-        v.vm().request_stop(StopReason::kError, 1,
-                            "L2 accessed device memory through a non-identity EPT12 mapping (L1-physical " +
-                                std::to_string(f.l1_gpa) + "): not emulated");
-        return false;
-      }
+      // L2 reaches one of L0's devices: L0's emulator runs L2's instruction in L2's terms (its
+      // control registers from vmcs02, its physical addresses through EPT12).
       ++v.stats().l2_exits_l0[reason];
-      if (v.emulator().emulate_one() == Emulator::Result::kHalted) v.halt();
-      return true;
+      const uint32_t before = uint32_t(v.vmread(F::VM_ENTRY_INTR_INFO_FIELD));
+      switch (v.emulator().emulate_one()) {
+        case Emulator::Result::kHalted: v.halt(); return true;
+        case Emulator::Result::kFaultInjected: return l0_exception_to_l1(before);
+        case Emulator::Result::kShutdown: return false;
+        default: return true;
+      }
     }
     case K::kOutOfMemory:
       v.vm().request_stop(StopReason::kError, 1, "host memory exhausted (EPT02)");
       return false;
   }
   return false;
+}
+
+bool NestedVmx::reflect_ept12_fault(uint64_t l2_gpa, uint64_t access) {
+  Vcpu& v = vcpu_;
+  const NestedEpt::Fault f = ept02->handle_violation(cached_vmcs12.read(F::EPT_POINTER), l2_gpa, access);
+  // The linear address is not known here: bit 7 of the qualification stays clear (§28.2.1
+  // leaves GUEST_LINEAR_ADDRESS undefined then).
+  v.vmwrite(F::GUEST_PHYSICAL_ADDRESS, l2_gpa);
+  v.vmwrite(F::GUEST_LINEAR_ADDRESS, 0);
+  using K = NestedEpt::Fault::Kind;
+  if (f.kind == K::kMisconfig) return nested_vmx_vmexit(uint32_t(ExitReason::EPT_MISCONFIG), 0);
+  if (f.kind == K::kViolation) return nested_vmx_vmexit(uint32_t(ExitReason::EPT_VIOLATION), f.qualification);
+  return true;  // EPT12 allows it by now (L1 changed it on another vCPU): L2 retries
 }
 
 bool NestedVmx::handle_l2_exit(uint32_t reason) {

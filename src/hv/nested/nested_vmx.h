@@ -92,6 +92,10 @@ class NestedVmx {
   // interrupt for L1). false: the vCPU must stop (VMX abort).
   bool nested_vmx_vmexit(uint32_t reason, uint64_t qualification);
   bool synthesize_vmexit(uint32_t reason, uint32_t intr_info, uint64_t qualification);
+  // L0's emulator ran an instruction of L2 and EPT12 refused one of its accesses (at L2-physical
+  // l2_gpa; access: exit-qualification bits 2:0): the EPT violation or misconfiguration goes to
+  // L1 as hardware would give it. false: the vCPU must stop (VMX abort).
+  bool reflect_ept12_fault(uint64_t l2_gpa, uint64_t access);
   // vmcs02.cpp.
   void prepare_vmcs02();
   void sync_vmcs02_to_vmcs12(uint32_t reason, uint64_t qualification);
