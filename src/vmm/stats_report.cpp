@@ -52,12 +52,22 @@ double seconds(uint64_t ns) { return double(ns) / 1e9; }
 
 double share(uint64_t part, uint64_t whole) { return whole ? 100.0 * double(part) / double(whole) : 0.0; }
 
-nlohmann::json figures_json(const VcpuFigures& f) {
-  nlohmann::json exits = nlohmann::json::object();
+nlohmann::json by_reason(const std::array<uint64_t, arch::kNumExitReasons>& counts) {
+  nlohmann::json j = nlohmann::json::object();
   for (unsigned r = 0; r < arch::kNumExitReasons; ++r)
-    if (f.exits[r]) exits[arch::exit_reason_name(r)] = f.exits[r];
+    if (counts[r]) j[arch::exit_reason_name(r)] = counts[r];
+  return j;
+}
+
+uint64_t sum(const std::array<uint64_t, arch::kNumExitReasons>& counts) {
+  uint64_t n = 0;
+  for (uint64_t e : counts) n += e;
+  return n;
+}
+
+nlohmann::json figures_json(const VcpuFigures& f) {
   return {
-      {"exits", exits},
+      {"exits", by_reason(f.exits)},
       {"total_exits", f.total_exits()},
       {"ept_violations", f.exits[kEptViolation]},
       {"instructions", f.instructions},
@@ -66,19 +76,27 @@ nlohmann::json figures_json(const VcpuFigures& f) {
       {"halted_ns", f.halted_ns},
       {"injected_interrupts", f.injected_interrupts},
       {"emulated_instructions", f.emulated_instructions},
+      {"l2_exits_l0", by_reason(f.l2_exits_l0)},
+      {"total_l2_exits_l0", f.total_l2_exits_l0()},
+      {"l2_exits_reflected", by_reason(f.l2_exits_reflected)},
+      {"total_l2_exits_reflected", f.total_l2_exits_reflected()},
+      {"nested_entries", f.nested_entries},
   };
 }
 
 }  // namespace
 
-uint64_t VcpuFigures::total_exits() const {
-  uint64_t n = 0;
-  for (uint64_t e : exits) n += e;
-  return n;
-}
+uint64_t VcpuFigures::total_exits() const { return sum(exits); }
+uint64_t VcpuFigures::total_l2_exits_l0() const { return sum(l2_exits_l0); }
+uint64_t VcpuFigures::total_l2_exits_reflected() const { return sum(l2_exits_reflected); }
 
 void VcpuFigures::add(const VcpuFigures& o) {
-  for (unsigned r = 0; r < arch::kNumExitReasons; ++r) exits[r] += o.exits[r];
+  for (unsigned r = 0; r < arch::kNumExitReasons; ++r) {
+    exits[r] += o.exits[r];
+    l2_exits_l0[r] += o.l2_exits_l0[r];
+    l2_exits_reflected[r] += o.l2_exits_reflected[r];
+  }
+  nested_entries += o.nested_entries;
   instructions += o.instructions;
   guest_ns += o.guest_ns;
   l0_ns += o.l0_ns;
@@ -92,7 +110,12 @@ StatsSnapshot take_stats(hv::Vm& vm, uint64_t wall_ns, std::string stop_reason, 
   for (unsigned i = 0; i < vm.vcpu_count(); ++i) {
     const hv::VcpuStats& st = vm.vcpu(i).stats();
     VcpuFigures f;
-    for (unsigned r = 0; r < arch::kNumExitReasons; ++r) f.exits[r] = st.exits[r].load();
+    for (unsigned r = 0; r < arch::kNumExitReasons; ++r) {
+      f.exits[r] = st.exits[r].load();
+      f.l2_exits_l0[r] = st.l2_exits_l0[r].load();
+      f.l2_exits_reflected[r] = st.l2_exits_reflected[r].load();
+    }
+    f.nested_entries = st.nested_entries.load();
     f.instructions = st.instructions.load();
     f.guest_ns = st.guest_ns.load();
     f.l0_ns = st.l0_ns.load();
@@ -133,10 +156,20 @@ std::string format_stats(const StatsSnapshot& s) {
     for (const VcpuFigures* c : cols) line += fmt::format("{:>14}", value_of(*c));
     out += line + "\n";
   };
-  row("VM exits", [](const VcpuFigures& f) { return fmt::format("{}", f.total_exits()); });
-  for (unsigned r = 0; r < arch::kNumExitReasons; ++r)
-    if (s.total.exits[r])
-      row(std::string("  ") + arch::exit_reason_name(r), [r](const VcpuFigures& f) { return fmt::format("{}", f.exits[r]); });
+  // With nested VMX, the exits per level: L1's (to L0), then L2's by who handled them.
+  const bool nested = s.total.nested_entries || s.total.total_l2_exits_l0() || s.total.total_l2_exits_reflected();
+  auto exit_rows = [&](const char* label, std::array<uint64_t, arch::kNumExitReasons> VcpuFigures::*counts) {
+    row(label, [counts](const VcpuFigures& f) { return fmt::format("{}", sum(f.*counts)); });
+    for (unsigned r = 0; r < arch::kNumExitReasons; ++r)
+      if ((s.total.*counts)[r])
+        row(std::string("  ") + arch::exit_reason_name(r), [r, counts](const VcpuFigures& f) { return fmt::format("{}", (f.*counts)[r]); });
+  };
+  exit_rows(nested ? "VM exits from L1" : "VM exits", &VcpuFigures::exits);
+  if (nested) {
+    row("L2 entries (VMLAUNCH/RESUME)", [](const VcpuFigures& f) { return fmt::format("{}", f.nested_entries); });
+    exit_rows("L2 exits handled by L0", &VcpuFigures::l2_exits_l0);
+    exit_rows("L2 exits reflected to L1", &VcpuFigures::l2_exits_reflected);
+  }
   row("instructions retired", [](const VcpuFigures& f) { return fmt::format("{}", f.instructions); });
   row("injected interrupts", [](const VcpuFigures& f) { return fmt::format("{}", f.injected_interrupts); });
   row("emulated instructions", [](const VcpuFigures& f) { return fmt::format("{}", f.emulated_instructions); });

@@ -4,6 +4,8 @@
 //
 // What the figures mean:
 //   exits           VM exits from L1 to L0, by basic exit reason (SDM Appendix C names)
+//   L2 exits        with nested VMX, VM exits from L2: handled by L0 (L2 resumed), or reflected
+//                   to L1 (L1's VM exit); L2 entries are the VMLAUNCH/VMRESUME that entered L2
 //   instructions    guest instructions retired by the silicon in VMX non-root operation
 //   guest time      wall time inside the silicon (VM entry to VM exit)
 //   L0 time         wall time in L0's exit handlers (device emulation included)
@@ -32,7 +34,11 @@ struct VcpuFigures {
   uint64_t guest_ns = 0, l0_ns = 0, halted_ns = 0;
   uint64_t injected_interrupts = 0;
   uint64_t emulated_instructions = 0;
+  std::array<uint64_t, arch::kNumExitReasons> l2_exits_l0{}, l2_exits_reflected{};
+  uint64_t nested_entries = 0;
   uint64_t total_exits() const;
+  uint64_t total_l2_exits_l0() const;
+  uint64_t total_l2_exits_reflected() const;
   void add(const VcpuFigures& o);
 };
 
