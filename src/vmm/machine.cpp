@@ -184,6 +184,13 @@ Result<Ok> Machine::add_board_devices() {
   fw_cfg_ = std::make_unique<FwCfg>(*vm_);
   add_fw_cfg_files();
   rtc_ = std::make_unique<CmosRtc>(*vm_);
+  if (level_private_ram(options_.level)) {
+    // At --level 2 the minivisor's private RAM is L1's alone (vmm/level.h): the RAM size fw_cfg
+    // and the CMOS report is -m's, what L2 gets.
+    const PcRamLayout ram = pc_ram_layout(options_.ram_bytes);
+    fw_cfg_->add_i64(FwCfgKey::kFW_CFG_RAM_SIZE, ram.total());
+    rtc_->set_memory_layout(ram.below_4g, ram.above_4g);
+  }
   pm_timer_ = std::make_unique<PmTimer>(*vm_);
   acpi_pm1_ = std::make_unique<AcpiPm1>(*vm_, *pm_timer_);
   pci_ = std::make_unique<PciHost>(*vm_);
