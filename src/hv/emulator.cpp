@@ -94,11 +94,20 @@ void Emulator::store_l1_state() {
   cpu_.save_guest_state_to(v);
   v.write(VmcsField::GUEST_IA32_PAT, cpu_.state.msr.pat);
   v.write(VmcsField::GUEST_DR7, cpu_.state.dr7);
-  if (vcpu_.nested().guest_mode) {
-    // L2's registers are vmcs02's own (no read shadows of L0's making); L0's bits stay set.
+  if (const nested::NestedVmx& n = vcpu_.nested(); n.guest_mode) {
+    // L2's registers are vmcs02's own; L0's bits stay set, and for those L1 does not own, the
+    // read shadow is what L2 wrote (bits L1 owns exit to L1 and never get here).
     v.write(VmcsField::GUEST_CR0, cr0 | kL0OwnedCr0);
     v.write(VmcsField::GUEST_CR4, cr4 | kL0OwnedCr4);
+    const uint64_t own0 = kL0OwnedCr0 & ~n.cached_vmcs12.read(VmcsField::CR0_GUEST_HOST_MASK);
+    const uint64_t own4 = kL0OwnedCr4 & ~n.cached_vmcs12.read(VmcsField::CR4_GUEST_HOST_MASK);
+    v.write(VmcsField::CR0_READ_SHADOW, (v.read(VmcsField::CR0_READ_SHADOW) & ~own0) | (cr0 & own0));
+    v.write(VmcsField::CR4_READ_SHADOW, (v.read(VmcsField::CR4_READ_SHADOW) & ~own4) | (cr4 & own4));
     v.write(VmcsField::GUEST_IA32_EFER, cpu_.state.msr.efer);
+    // "IA-32e mode guest" follows L2's EFER.LMA, as the silicon keeps it at VM exits (SDM §28.3.1).
+    const uint64_t entry = v.read(VmcsField::VM_ENTRY_CONTROLS);
+    const bool lma = cpu_.state.msr.efer & efer::kLMA;
+    v.write(VmcsField::VM_ENTRY_CONTROLS, lma ? (entry | entry_ctl::kIa32eModeGuest) : (entry & ~uint64_t(entry_ctl::kIa32eModeGuest)));
     return;
   }
   vcpu_.set_control_regs({cr0, cpu_.state.cr3, cr4, cpu_.state.msr.efer, cpu_.state.pdpte});

@@ -94,5 +94,19 @@ TEST_F(NestedL2MmioTest, Ept12ViolationDuringEmulationExitsToL1) {
   EXPECT_EQ(stats().l2_exits_reflected[unsigned(ExitReason::EPT_VIOLATION)], 1u);
 }
 
+// A MOV to CR0 of L2 that only L0 intercepts (CR0.NE, which L0 keeps set in VMX operation) is
+// emulated as L2's: L2 reads back the NE it wrote, the silicon keeps NE set, and L2's other
+// bits are its own, not L1's.
+TEST_F(NestedTest, L2CrWriteOnlyL0InterceptsIsEmulatedForL2) {
+  load_l2("mov eax, cr0\n and eax, ~0x20\n mov cr0, eax\n mov ebx, cr0\n hlt\n");
+  ASSERT_EQ(run_l1(), 0x21);
+  EXPECT_EQ(r12(F::VM_EXIT_REASON), uint64_t(ExitReason::HLT));
+  const uint64_t ebx = vm.vcpu(0).reg(cpu::kRbx);
+  EXPECT_EQ(ebx & cr0::kNE, 0u);
+  EXPECT_EQ(ebx & (cr0::kPE | cr0::kPG), cr0::kPE);
+  EXPECT_GE(stats().l2_exits_l0[unsigned(ExitReason::CR_ACCESS)], 1u);
+  EXPECT_EQ(stats().l2_exits_reflected[unsigned(ExitReason::CR_ACCESS)], 0u);
+}
+
 }  // namespace
 }  // namespace nestvm::test
