@@ -73,9 +73,16 @@ int main(int argc, char** argv) {
 
   printf("\n");
   printf("Hello from the nestvm demo guest.\n");
-  printf("I am an x86-64 multiboot kernel running as L1 under nestvm's L0 hypervisor: every\n");
-  printf("instruction here runs in VMX non-root operation on nestvm's own processor, and every\n");
-  printf("port, MMIO access, CPUID and HLT you see below is a VM exit that L0 handles.\n");
+  if (arg_u64("level", 1) == 2) {
+    printf("I am an x86-64 multiboot kernel running as L2: the built-in minivisor, a hypervisor\n");
+    printf("running as L1, runs me with VMX and EPT, and nestvm's L0 hypervisor runs it on nestvm's\n");
+    printf("own processor. Each of my exits goes to L0 first, which handles it itself (ports, MMIO,\n");
+    printf("HLT, EPT02 faults) or reflects it to the minivisor (CPUID, INIT, SIPI).\n");
+  } else {
+    printf("I am an x86-64 multiboot kernel running as L1 under nestvm's L0 hypervisor: every\n");
+    printf("instruction here runs in VMX non-root operation on nestvm's own processor, and every\n");
+    printf("port, MMIO access, CPUID and HLT you see below is a VM exit that L0 handles.\n");
+  }
   printf("  CPU: %s (%s), VMX %s to me\n", brand[0] ? brand : "?", vendor, vmx ? "advertised" : "hidden");
 
   struct madt_info m;

@@ -1,6 +1,7 @@
 // nestvm: the program. With -kernel it boots that kernel the way qemu-system-x86_64 does; without
-// one it boots the built-in demo guest (guest/demo), which says what it is, runs a workload on
-// every vCPU and stops, and nestvm prints L0's statistics.
+// one it boots the built-in demo guest (guest/demo) as L2 under the built-in minivisor: the demo
+// says what it is, runs a workload on every vCPU and stops, and nestvm prints L0's statistics
+// per level.
 #include <fmt/core.h>
 
 #include <span>
@@ -26,9 +27,11 @@ int usage_error(const std::string& message) {
 
 // The demo's machine: two vCPUs unless -smp says otherwise, statistics on, and the
 // isa-debug-exit port the demo stops through (value 0, QEMU's status 1, means it passed: nestvm
-// then exits 0 so that `make demo` succeeds).
+// then exits 0 so that `make demo` succeeds). Unless --level says otherwise it runs at level 2,
+// under the minivisor, when nested VMX can run it (VMX offered to L1, EPT in L0).
 void configure_demo(Options& o) {
   if (!o.smp_given) o.smp = {2, 2, 1, 1, 1, 2, 1};
+  if (!o.level_given) o.level = o.ept && o.model.has(nestvm::cpu::Feature::kVmx) ? 2 : 1;
   o.stats = true;
   bool has_exit = false;
   for (const DeviceOption& d : o.devices)
@@ -60,6 +63,7 @@ int main(int argc, char** argv) {
     if (!image) return usage_error("this build has no built-in demo guest; boot one with -kernel FILE");
     configure_demo(o);
     kernel.name = "demo";
+    if (o.level == 2) o.append = "level=2";  // so that the demo says where it runs
     kernel.bytes.assign(image->bytes.begin(), image->bytes.end());
   } else {
     auto bytes = read_file(o.kernel);

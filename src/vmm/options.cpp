@@ -308,12 +308,14 @@ const OptionSpec kOptions[] = {
      }},
     {"level", "1|2",
      "the level the kernel runs at: 1 (default) as L1; 2 as L2 under the built-in minivisor, an L1 hypervisor "
-     "that boots it with the same command line, modules, memory map and devices",
+     "that boots it with the same command line, modules, memory map and devices (the built-in demo runs at 2 "
+     "unless -accel nestvm,ept=off or -cpu ...,-vmx)",
      [](Parser& p, const std::string& v) {
        if (v != "1" && v != "2")
          return fail(fmt::format("--level: invalid level '{}' (1: the kernel runs as L1; 2: as L2 under the "
                                  "built-in minivisor)", v));
        p.o.level = unsigned(v[0] - '0');
+       p.o.level_given = true;
        return std::optional<Error>();
      }},
     {"stats", nullptr, "at exit, print L0's statistics on stderr: exits by reason, MMU, time, instructions",

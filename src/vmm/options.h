@@ -52,6 +52,7 @@ struct Options {
   MachineType machine = MachineType::kPc;
   bool ept = true;  // -accel nestvm,ept=off: L0 uses shadow paging
   unsigned level = 1;  // --level: 1 boots the kernel as L1; 2 under the built-in minivisor, as L2
+  bool level_given = false;
   std::vector<SerialOption> serials;  // COM1, COM2, ... after QEMU's defaults are applied
   std::vector<DeviceOption> devices;
   bool nodefaults = false;
