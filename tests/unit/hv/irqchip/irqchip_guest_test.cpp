@@ -118,7 +118,9 @@ TEST_F(GuestTest, LapicTimerThroughXapicMmioOneShotThenPeriodic) {
     mov dword ptr [0xfee00320], 0x20040 # periodic
     mov dword ptr [0xfee00380], 500000
   2:
+    sti                                 # the STI shadow covers HLT
     hlt
+    cli                                 # counted with interrupts off: no fifth tick
     cmp ebx, 4
     jb 2b
     mov dword ptr [0xfee00380], 0       # stop
@@ -248,12 +250,12 @@ TEST_F(GuestTest, PitThroughThe8259) {
     mov al, ah
     out 0x40, al
     xor ebx, ebx
-    sti
   1:
+    sti                                # the STI shadow covers HLT
     hlt
+    cli                                # counted with interrupts off: no fourth tick
     cmp ebx, 3
     jb 1b
-    cli
     mov al, 0x0b                       # OCW3: read the ISR
     out 0x20, al
     in al, 0x20
@@ -294,9 +296,10 @@ TEST_F(GuestTest, PitThroughTheIoapic) {
     mov al, ah
     out 0x40, al
     xor ebx, ebx
-    sti
   1:
+    sti                                # the STI shadow covers HLT: no tick is lost in between
     hlt
+    cli                                # counted with interrupts off: the next tick waits
     cmp ebx, 2
     jb 1b
     mov al, 0x21
