@@ -312,6 +312,7 @@ void Cpu::step_one() {
   uint64_t la;
   const bool tf = state.rflags & rflags::kTF;
   const bool shadow = state.sti_blocking || state.movss_blocking;
+  const bool sti_was = state.sti_blocking, movss_was = state.movss_blocking;
   const Block* b = find_block(la);
   if (!b) return;
   const Insn& i = b->insns[0];
@@ -326,7 +327,17 @@ void Cpu::step_one() {
   // A VM exit leaves the guest: RIP, RFLAGS and the pending debug exceptions are the exit's
   // (a fault-like exit ends the instruction before it completes, SDM Vol. 3 §28.1); nothing of
   // the guest's single-step trap may remain pending in the host's context.
-  if (vmx_.exit_pending) return;
+  if (vmx_.exit_pending) {
+    // The instruction exited before it completed, inside the shadow it ran under: the exit saves
+    // that blocking in the interruptibility state (SDM Vol. 3 §28.3.1.5), which is how L0 sees a
+    // VMLAUNCH right after MOV SS (VMfailValid(26), KVM's nested_vmx_run).
+    if (sti_was || movss_was)
+      current_vmcs().write(arch::VmcsField::GUEST_INTERRUPTIBILITY_INFO,
+                           current_vmcs().read(arch::VmcsField::GUEST_INTERRUPTIBILITY_INFO) |
+                               (sti_was ? arch::interruptibility::kBlockingBySti : 0) |
+                               (movss_was ? arch::interruptibility::kBlockingByMovSs : 0));
+    return;
+  }
   if (st == Status::kNext || st == Status::kEndBlock) state.rip += i.len;
   state.rip &= ip_mask_;
   ++retired_;

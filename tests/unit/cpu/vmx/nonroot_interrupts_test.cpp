@@ -186,6 +186,27 @@ TEST(VmxMonitorTrapFlag, ExitsAfterEachInstruction) {
   EXPECT_EQ(m.vmread(arch::VmcsField::GUEST_ACTIVITY_STATE), uint32_t(cpu::Activity::kHlt));
 }
 
+// An instruction that exits inside a MOV SS or STI shadow leaves that blocking in the saved
+// interruptibility state (SDM Vol. 3 §28.3.1.5): L0 reads it to fail VMLAUNCH after MOV SS with
+// VMfailValid(26). The same instruction outside a shadow saves none.
+TEST(VmxInterruptibility, AnExitInsideTheMovSsShadowSavesTheBlocking) {
+  EventMachine m("mov ax, ss\n mov ss, ax\n cpuid\n cpuid");
+  m.expect_exit(ExitReason::CPUID);
+  EXPECT_EQ(m.rip_offset(), 5u);
+  EXPECT_EQ(m.interruptibility(), intr::kBlockingByMovSs);
+  m.skip_instruction();
+  m.vmwrite(arch::VmcsField::GUEST_INTERRUPTIBILITY_INFO, 0);
+  m.expect_exit(ExitReason::CPUID);
+  EXPECT_EQ(m.interruptibility(), 0u);
+}
+
+TEST(VmxInterruptibility, AnExitInsideTheStiShadowSavesTheBlocking) {
+  EventMachine m("sti\n cpuid");
+  m.expect_exit(ExitReason::CPUID);
+  EXPECT_EQ(m.rip_offset(), 1u);
+  EXPECT_EQ(m.interruptibility(), intr::kBlockingBySti);
+}
+
 TEST(VmxMonitorTrapFlag, StiBlockingIsSavedAndLoadedAcrossTheExits) {
   EventMachine m("sti\n nop\n nop");
   m.proc(proc::kMonitorTrapFlag);

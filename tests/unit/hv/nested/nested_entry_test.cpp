@@ -45,6 +45,15 @@ TEST_F(NestedTest, ResumeOnClearVmcsFailsValid5) {
   EXPECT_EQ(stats().nested_entries.load(), 0u);
 }
 
+// SDM Vol. 2 VMLAUNCH: "events blocked by MOV SS" is VMfailValid(26), checked before the launch
+// state; L0 sees the blocking in vmcs01's interruptibility state saved at the VMLAUNCH exit.
+TEST_F(NestedTest, LaunchRightAfterMovSsFailsValid26) {
+  load(kL1Code, "mov ax, ss\n mov ss, ax\n vmlaunch\n pushfd\n pop eax\n out 0xf4, al\n hlt\n");
+  EXPECT_EQ(run_l1(), kFailValid);
+  EXPECT_EQ(r12(F::VM_INSTRUCTION_ERROR), uint64_t(VmxError::ENTRY_EVENTS_BLOCKED_BY_MOV_SS));
+  EXPECT_EQ(stats().nested_entries.load(), 0u);
+}
+
 TEST_F(NestedTest, LaunchOnLaunchedVmcsFailsValid4) {
   vmcs12().launched = true;
   EXPECT_EQ(run_l1(), kFailValid);
