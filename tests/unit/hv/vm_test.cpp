@@ -8,6 +8,7 @@
 #include "hv/vcpu.h"
 #include "hv/vm.h"
 #include "unit/cpu/test_machine.h"
+#include "unit/hv/flat32_state.h"
 
 namespace nestvm::test {
 namespace {
@@ -36,19 +37,6 @@ class TestMmio : public hv::MmioDevice {
   struct { uint64_t gpa = 0; unsigned size = 0; uint64_t value = 0; } last;
 };
 
-cpu::CpuState flat32(uint32_t eip) {
-  cpu::CpuState s;
-  s.cr0 = cr0::kPE | cr0::kET;
-  s.seg[unsigned(SegReg::kCS)] = {0x08, 0, 0xffffffff, 0xc09b};
-  for (SegReg r : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS})
-    s.seg[unsigned(r)] = {0x10, 0, 0xffffffff, 0xc093};
-  s.tr = {0x18, 0, 0x67, ar::kP | sys_type::kTss32Busy};
-  s.ldtr = {0, 0, 0, ar::kUnusable};
-  s.rip = eip;
-  s.gpr[cpu::kRsp] = 0x80000;
-  s.rflags = 2;
-  return s;
-}
 
 TEST(VmFirstLight, FlatGuestRunsAsL1UnderEpt) {
   hv::VmConfig cfg;
@@ -84,7 +72,7 @@ TEST(VmFirstLight, FlatGuestRunsAsL1UnderEpt) {
     .asciz "hello from L1"
   )", 32, 0x100000);
   ASSERT_TRUE(vm.mem().write(0x100000, code.data(), code.size()));
-  vm.vcpu(0).set_initial_state(flat32(0x100000));
+  vm.vcpu(0).set_initial_state(flat32_state(0x100000));
   EXPECT_EQ(vm.run(), hv::StopReason::kDebugExit) << vm.stop_message();
   EXPECT_EQ(vm.exit_code(), 0x21);
   EXPECT_EQ(ports.out, "hello from L1");

@@ -13,6 +13,7 @@
 #include "hv/vcpu.h"
 #include "hv/vm.h"
 #include "unit/cpu/test_machine.h"
+#include "unit/hv/flat32_state.h"
 
 namespace nestvm::test {
 namespace {
@@ -57,18 +58,9 @@ class GuestTest : public ::testing::Test {
   }
 
   cpu::CpuState flat32(uint32_t eip) {
-    cpu::CpuState s;
-    s.cr0 = cr0::kPE | cr0::kET;
-    s.seg[unsigned(SegReg::kCS)] = {0x08, 0, 0xffffffff, 0xc09b};
-    for (SegReg r : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS})
-      s.seg[unsigned(r)] = {0x10, 0, 0xffffffff, 0xc093};
-    s.tr = {0x18, 0, 0x67, ar::kP | sys_type::kTss32Busy};
-    s.ldtr = {0, 0, 0, ar::kUnusable};
+    cpu::CpuState s = flat32_state(eip);
     s.gdtr = {kGdt, 0x17};
     s.idtr = {kIdt, 0x7ff};
-    s.rip = eip;
-    s.gpr[cpu::kRsp] = 0x80000;
-    s.rflags = 2;
     return s;
   }
 

@@ -12,6 +12,7 @@
 #include "hv/vcpu.h"
 #include "hv/vm.h"
 #include "unit/cpu/test_machine.h"
+#include "unit/hv/flat32_state.h"
 
 namespace nestvm::test {
 namespace {
@@ -30,19 +31,6 @@ class ExitPort : public hv::PioDevice {
   hv::Vm& vm_;
 };
 
-cpu::CpuState flat32(uint32_t eip) {
-  cpu::CpuState s;
-  s.cr0 = cr0::kPE | cr0::kET;
-  s.seg[unsigned(SegReg::kCS)] = {0x08, 0, 0xffffffff, 0xc09b};
-  for (SegReg r : {SegReg::kSS, SegReg::kDS, SegReg::kES, SegReg::kFS, SegReg::kGS})
-    s.seg[unsigned(r)] = {0x10, 0, 0xffffffff, 0xc093};
-  s.tr = {0x18, 0, 0x67, ar::kP | sys_type::kTss32Busy};
-  s.ldtr = {0, 0, 0, ar::kUnusable};
-  s.rip = eip;
-  s.gpr[cpu::kRsp] = 0x80000;
-  s.rflags = 2;
-  return s;
-}
 
 // The part of the program common to both modes, once paging is on. The page at la 0x800000 is
 // the first entry of a page table at `pt` (read-only, to 0x300000); its second entry is empty.
@@ -92,7 +80,7 @@ class ShadowVmTest : public ::testing::Test {
     ASSERT_TRUE(vm_.mem().write(0x100000, code.data(), code.size()));
     poke<uint32_t>(0x300000, 0x1111);
     poke<uint32_t>(0x302000, 0xabcd);
-    vm_.vcpu(0).set_initial_state(flat32(0x100000));
+    vm_.vcpu(0).set_initial_state(flat32_state(0x100000));
     ASSERT_EQ(vm_.run(), hv::StopReason::kDebugExit) << vm_.stop_message();
     EXPECT_EQ(vm_.exit_code(), 0x21);
   }
